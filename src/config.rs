@@ -1,0 +1,292 @@
+//! Model and schedule configuration, and the named presets.
+//!
+//! A [`Preset`] bundles everything a run needs to agree on: the network ([`DitConfig`]), the noise
+//! schedule ([`ScheduleConfig`]) and the label names. Weight files carry all three, so a file is
+//! self-describing and the page and the CLI never need to be told which preset produced it.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+/// Which family of details the network follows. Both are the same DiT; they differ in small
+/// choices that matter for loading existing checkpoints.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavour {
+    /// What the reference PyTorch checkpoints use: 1-D interleaved position table, timestep
+    /// features of width d/2 with SELU, (scale, shift, gate) chunk order, exact GELU, separate
+    /// q/k/v projections.
+    #[default]
+    Seed,
+    /// The paper's `models.py`: 2-D sin-cos position table, 256 timestep frequencies with SiLU,
+    /// (shift, scale, gate) chunk order, tanh GELU, fused qkv.
+    Paper,
+}
+
+/// How the timestep and label reach the transformer blocks (the paper's four block designs).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conditioning {
+    /// adaLN with a zero-initialised gate on each residual branch (the paper's best).
+    #[default]
+    AdalnZero,
+    /// adaLN shift and scale only, no gates.
+    Adaln,
+    /// t and y embeddings as a 2-token sequence read by a cross-attention layer in every block.
+    CrossAttn,
+    /// t and y embeddings as two extra tokens in the input sequence, dropped before the final layer.
+    InContext,
+}
+
+impl Conditioning {
+    pub const ALL: [Conditioning; 4] = [
+        Conditioning::AdalnZero,
+        Conditioning::Adaln,
+        Conditioning::CrossAttn,
+        Conditioning::InContext,
+    ];
+}
+
+/// The network's shape. Square images only.
+#[derive(Config, Debug, PartialEq)]
+pub struct DitConfig {
+    /// Image side in pixels.
+    pub input_size: usize,
+    /// Image channels (1 for MNIST, 3 for CelebA); the network predicts as many.
+    pub in_channels: usize,
+    /// Side of a square patch; `input_size` must be a multiple of it.
+    pub patch_size: usize,
+    /// Token width d.
+    pub hidden_size: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Attention heads; must divide `hidden_size`.
+    pub num_heads: usize,
+    /// MLP hidden width as a multiple of d.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    /// Number of real classes. With `class_dropout > 0` the label table has one more row, the
+    /// "null" label used for classifier-free guidance.
+    pub num_classes: usize,
+    /// Probability of replacing a label by the null label while training.
+    #[config(default = 0.0)]
+    pub class_dropout: f64,
+    #[config(default = "Flavour::Seed")]
+    pub flavour: Flavour,
+    #[config(default = "Conditioning::AdalnZero")]
+    pub conditioning: Conditioning,
+}
+
+impl DitConfig {
+    /// Patches per side.
+    pub fn grid_size(&self) -> usize {
+        self.input_size / self.patch_size
+    }
+
+    /// Tokens per image.
+    pub fn num_patches(&self) -> usize {
+        self.grid_size() * self.grid_size()
+    }
+
+    /// Whether the label table has a null row (needed for classifier-free guidance).
+    pub fn has_null_label(&self) -> bool {
+        self.class_dropout > 0.0
+    }
+
+    /// Index of the null label, if there is one.
+    pub fn null_label(&self) -> Option<usize> {
+        self.has_null_label().then_some(self.num_classes)
+    }
+
+    /// Width of the sinusoidal timestep features (paper: 256; seed: d/2).
+    pub fn timestep_frequency_dim(&self) -> usize {
+        match self.flavour {
+            Flavour::Paper => 256,
+            Flavour::Seed => self.hidden_size / 2,
+        }
+    }
+
+    /// Values per image (C x H x W).
+    pub fn image_len(&self) -> usize {
+        self.in_channels * self.input_size * self.input_size
+    }
+
+    /// Trainable parameters, from the shapes alone (the position table is fixed, not counted).
+    /// Computed without building the model, so a weight file's claims can be checked before
+    /// anything is allocated; a test holds it equal to burn's count for every variant.
+    pub fn num_params(&self) -> u128 {
+        let [c, p, d, depth, r, classes] = [
+            self.in_channels,
+            self.patch_size,
+            self.hidden_size,
+            self.depth,
+            self.mlp_ratio,
+            self.num_classes,
+        ]
+        .map(|v| v as u128);
+        let linear = |i: u128, o: u128| i * o + o;
+        let freq = self.timestep_frequency_dim() as u128;
+        let rows = classes + u128::from(self.has_null_label());
+        let attention = 4 * linear(d, d); // q, k, v, out (fused qkv has the same count)
+        let conditioning = match self.conditioning {
+            Conditioning::AdalnZero => linear(d, 6 * d),
+            Conditioning::Adaln => linear(d, 4 * d),
+            Conditioning::CrossAttn => 4 * linear(d, d),
+            Conditioning::InContext => 0,
+        };
+        let block = attention + linear(d, r * d) + linear(r * d, d) + conditioning;
+        let patch = c * p * p * d + d;
+        let t_embedder = linear(freq, d) + linear(d, d);
+        let final_layer = linear(d, 2 * d) + linear(d, p * p * c);
+        patch + t_embedder + rows * d + depth * block + final_layer
+    }
+
+    /// Checks the shape constraints that `init` relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("input_size", self.input_size),
+            ("in_channels", self.in_channels),
+            ("patch_size", self.patch_size),
+            ("hidden_size", self.hidden_size),
+            ("depth", self.depth),
+            ("num_heads", self.num_heads),
+            ("mlp_ratio", self.mlp_ratio),
+            ("num_classes", self.num_classes),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be positive"));
+        }
+        const MAX_DIM: usize = 1 << 20;
+        if let Some((name, v)) = positive.iter().find(|(_, v)| *v > MAX_DIM) {
+            return Err(format!("{name} = {v} is out of range"));
+        }
+        if self.input_size % self.patch_size != 0 {
+            return Err(format!(
+                "input_size {} is not a multiple of patch_size {}",
+                self.input_size, self.patch_size
+            ));
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_heads {}",
+                self.hidden_size, self.num_heads
+            ));
+        }
+        // Sin-cos tables split d into halves (seed: sin/cos pairs and d/4 frequencies; paper: two
+        // axes, each with sin and cos halves).
+        if self.hidden_size % 4 != 0 {
+            return Err(format!(
+                "hidden_size {} must be a multiple of 4",
+                self.hidden_size
+            ));
+        }
+        // Far beyond anything trained here; stops a weight file from asking for terabytes.
+        const MAX_PARAMS: u128 = 1 << 34;
+        if self.num_params() > MAX_PARAMS {
+            return Err(format!(
+                "{} parameters is more than dit-web supports",
+                self.num_params()
+            ));
+        }
+        if !(0.0..1.0).contains(&self.class_dropout) {
+            return Err(format!(
+                "class_dropout {} must be in [0, 1)",
+                self.class_dropout
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How alpha-bar is indexed by the integer timestep.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Convention {
+    /// DDPM's: `alpha_bar[t] = prod_{i <= t} alpha_i`, every timestep is noisy.
+    #[default]
+    Standard,
+    /// The reference code's: `alpha_bar[t] = prod_{i < t} alpha_i`, so `alpha_bar[0] = 1` and
+    /// t = 0 is the clean image. Imported checkpoints were trained with it.
+    Shifted,
+}
+
+/// A linear-beta noise schedule (the only kind the reference and the paper use).
+#[derive(Config, Debug, PartialEq)]
+pub struct ScheduleConfig {
+    /// T, the number of discrete timesteps.
+    pub num_timesteps: usize,
+    #[config(default = 1e-4)]
+    pub beta_start: f64,
+    #[config(default = 2e-2)]
+    pub beta_end: f64,
+    #[config(default = "Convention::Standard")]
+    pub convention: Convention,
+}
+
+/// A named bundle of network, schedule and labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub model: DitConfig,
+    pub schedule: ScheduleConfig,
+    pub labels: Vec<String>,
+    pub dataset: &'static str,
+}
+
+impl Preset {
+    /// Names accepted by [`Preset::by_name`].
+    pub const NAMES: [&'static str; 3] = ["mnist", "mnist-cpu", "celeba"];
+
+    /// The reference MNIST model: 28x28x1, patch 2, width 288, depth 6, 6 heads, T = 400.
+    pub fn mnist() -> Self {
+        Self {
+            name: "mnist",
+            model: DitConfig::new(28, 1, 2, 288, 6, 6, 10),
+            schedule: ScheduleConfig::new(400),
+            labels: digit_labels(),
+            dataset: "mnist",
+        }
+    }
+
+    /// A smaller MNIST model sized for training on two CPU cores: 7x7 tokens of width 192,
+    /// depth 6, with a null label so guidance works (see the README for the measurements).
+    pub fn mnist_cpu() -> Self {
+        Self {
+            name: "mnist-cpu",
+            model: DitConfig::new(28, 1, 4, 192, 6, 6, 10).with_class_dropout(0.1),
+            schedule: ScheduleConfig::new(400),
+            labels: digit_labels(),
+            dataset: "mnist",
+        }
+    }
+
+    /// The reference CelebA model: 128x128x3 centre crops, patch 4, width 512, depth 8, 8 heads,
+    /// labels female/male with 10 % label dropout, T = 1000.
+    pub fn celeba() -> Self {
+        Self {
+            name: "celeba",
+            model: DitConfig::new(128, 3, 4, 512, 8, 8, 2).with_class_dropout(0.1),
+            schedule: ScheduleConfig::new(1000),
+            labels: vec!["female".into(), "male".into()],
+            dataset: "celeba",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "mnist" => Some(Self::mnist()),
+            "mnist-cpu" => Some(Self::mnist_cpu()),
+            "celeba" => Some(Self::celeba()),
+            _ => None,
+        }
+    }
+
+    /// The same preset with the paper's flavour instead of the seed flavour.
+    pub fn with_flavour(mut self, flavour: Flavour) -> Self {
+        self.model.flavour = flavour;
+        self
+    }
+}
+
+fn digit_labels() -> Vec<String> {
+    (0..10).map(|d| d.to_string()).collect()
+}

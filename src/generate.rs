@@ -1,0 +1,188 @@
+//! The whole pipeline: model + labels + sampler settings -> images.
+//!
+//! [`Denoiser`] turns a sampler's host batch into network inputs and the network's output back
+//! into guided noise; the native [`sample`] loop drives it synchronously, the browser drives the
+//! same pieces asynchronously.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+use crate::diffusion::{guidance, NoiseSchedule, Sampler, SamplerConfig, StepInfo};
+use crate::image::{self, Rgba};
+use crate::model::Dit;
+use crate::weights::{WeightError, WeightFile, WeightsMeta};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("unknown label `{label}`; valid labels: {}", valid.join(", "))]
+    UnknownLabel { label: String, valid: Vec<String> },
+    #[error("guidance {0} needs a model trained with label dropout (it has no null label); use guidance 1")]
+    NoNullLabel(f32),
+    #[error("no labels given: nothing to generate")]
+    NoLabels,
+    #[error("guidance must be a finite number, got {0}")]
+    BadGuidance(f32),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Resolves labels given by name (`male`, `7`) or by index into label ids.
+pub fn resolve_labels<S: AsRef<str>>(
+    names: &[String],
+    requested: &[S],
+) -> Result<Vec<usize>, GenerateError> {
+    requested
+        .iter()
+        .map(|r| {
+            let r = r.as_ref().trim();
+            names
+                .iter()
+                .position(|n| n == r)
+                .or_else(|| r.parse::<usize>().ok().filter(|&i| i < names.len()))
+                .ok_or_else(|| GenerateError::UnknownLabel {
+                    label: r.to_string(),
+                    valid: names.to_vec(),
+                })
+        })
+        .collect()
+}
+
+/// Evaluates the network for a sampler, with classifier-free guidance when the scale is not 1.
+pub struct Denoiser<'a, B: Backend> {
+    model: &'a Dit<B>,
+    /// Labels of the network batch: the requested ones, then nulls when guided.
+    labels: Vec<usize>,
+    guidance: Option<f32>,
+}
+
+impl<'a, B: Backend> Denoiser<'a, B> {
+    pub fn new(model: &'a Dit<B>, labels: &[usize], guidance: f32) -> Result<Self, GenerateError> {
+        if labels.is_empty() {
+            return Err(GenerateError::NoLabels);
+        }
+        if !guidance.is_finite() {
+            return Err(GenerateError::BadGuidance(guidance));
+        }
+        let config = model.config();
+        if let Some(&bad) = labels.iter().find(|&&l| l >= config.num_classes) {
+            return Err(GenerateError::UnknownLabel {
+                label: bad.to_string(),
+                valid: (0..config.num_classes).map(|i| i.to_string()).collect(),
+            });
+        }
+        let (labels, guidance) = match (guidance == 1.0, config.null_label()) {
+            (true, _) => (labels.to_vec(), None),
+            (false, Some(null)) => (guidance::doubled_labels(labels, null), Some(guidance)),
+            (false, None) => return Err(GenerateError::NoNullLabel(guidance)),
+        };
+        Ok(Self {
+            model,
+            labels,
+            guidance,
+        })
+    }
+
+    /// Runs the network on the sampler's batch `x` at timestep `t`; the result still holds the
+    /// unconditional half when guided (see [`Denoiser::eps_from_output`]).
+    pub fn forward(&self, x: &[f32], t: usize) -> Tensor<B, 4> {
+        let config = self.model.config();
+        let device = self.model.device();
+        let n = self.labels.len();
+        let x = match self.guidance {
+            Some(_) => [x, x].concat(),
+            None => x.to_vec(),
+        };
+        let (c, s) = (config.in_channels, config.input_size);
+        let x = Tensor::<B, 4>::from_data(TensorData::new(x, [n, c, s, s]), &device);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; n], [n]), &device);
+        let labels: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
+        let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), &device);
+        self.model.forward(x, t, y)
+    }
+
+    /// The sampler's noise from the network's output read back to the host.
+    pub fn eps_from_output(&self, output: Vec<f32>) -> Vec<f32> {
+        match self.guidance {
+            Some(scale) => guidance::combine(&output, scale),
+            None => output,
+        }
+    }
+
+    /// `forward` + synchronous read-back + guidance (native backends only).
+    pub fn eps(&self, x: &[f32], t: usize) -> Vec<f32> {
+        let data = self.forward(x, t).into_data().convert::<f32>();
+        self.eps_from_output(data.into_vec::<f32>().expect("f32 output"))
+    }
+}
+
+/// Samples a batch, one image per label, calling `on_step` after every step.
+/// Returns `[labels.len() * C * H * W]` values in roughly [-1, 1].
+pub fn sample<B: Backend>(
+    model: &Dit<B>,
+    schedule: &NoiseSchedule,
+    labels: &[usize],
+    config: &SamplerConfig,
+    mut on_step: impl FnMut(&StepInfo),
+) -> Result<Vec<f32>, GenerateError> {
+    let denoiser = Denoiser::new(model, labels, config.guidance)?;
+    let mut sampler = Sampler::new(schedule, config, labels.len(), model.config().image_len());
+    while let Some(t) = sampler.timestep() {
+        let eps = denoiser.eps(sampler.x(), t);
+        let x0 = sampler.advance(&eps);
+        on_step(&StepInfo {
+            step: sampler.steps_done(),
+            total: sampler.num_steps(),
+            t,
+            x0: &x0,
+        });
+    }
+    Ok(sampler.into_output())
+}
+
+/// Splits a sampled batch into RGBA images.
+pub fn to_images(batch: &[f32], channels: usize, size: usize) -> Vec<Rgba> {
+    batch
+        .chunks(channels * size * size)
+        .map(|chw| image::to_rgba(chw, channels, size))
+        .collect()
+}
+
+/// Loads a weight file, generates one image per label and writes `NNNN_label-<name>.png` for each
+/// plus `grid.png` into `out_dir`. Returns the paths written, grid last.
+pub fn generate_pngs<B: Backend, S: AsRef<str>>(
+    weights: &[u8],
+    labels: &[S],
+    config: &SamplerConfig,
+    out_dir: &Path,
+    device: &B::Device,
+) -> Result<Vec<PathBuf>, GenerateError> {
+    let (model, meta): (Dit<B>, WeightsMeta) =
+        WeightFile::from_bytes(weights)?.into_model(device)?;
+    let ids = resolve_labels(&meta.labels, labels)?;
+    let schedule = NoiseSchedule::new(&meta.schedule);
+    let batch = sample(&model, &schedule, &ids, config, |_| {})?;
+    let (c, s) = (meta.model.in_channels, meta.model.input_size);
+    let images = to_images(&batch, c, s);
+
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GenerateError::Io { path, source }
+    };
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let mut written = Vec::new();
+    for (k, (image, &id)) in images.iter().zip(&ids).enumerate() {
+        let path = out_dir.join(format!("{k:04}_label-{}.png", meta.labels[id]));
+        image::write_png(&path, image).map_err(io(&path))?;
+        written.push(path);
+    }
+    let path = out_dir.join("grid.png");
+    image::write_png(&path, &image::grid(&images, images.len().min(10), 2)).map_err(io(&path))?;
+    written.push(path);
+    Ok(written)
+}
