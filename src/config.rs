@@ -159,13 +159,13 @@ impl DitConfig {
         if let Some((name, v)) = positive.iter().find(|(_, v)| *v > MAX_DIM) {
             return Err(format!("{name} = {v} is out of range"));
         }
-        if self.input_size % self.patch_size != 0 {
+        if !self.input_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "input_size {} is not a multiple of patch_size {}",
                 self.input_size, self.patch_size
             ));
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_heads {}",
                 self.hidden_size, self.num_heads
@@ -173,7 +173,7 @@ impl DitConfig {
         }
         // Sin-cos tables split d into halves (seed: sin/cos pairs and d/4 frequencies; paper: two
         // axes, each with sin and cos halves).
-        if self.hidden_size % 4 != 0 {
+        if !self.hidden_size.is_multiple_of(4) {
             return Err(format!(
                 "hidden_size {} must be a multiple of 4",
                 self.hidden_size

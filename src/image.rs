@@ -12,7 +12,8 @@ pub struct Rgba {
     pub pixels: Vec<u8>,
 }
 
-/// Maps one `[C, H, W]` image in [-1, 1] to RGBA (grey for one channel), rounding to nearest.
+/// Maps one `[C, H, W]` image in [-1, 1] to RGBA, rounding to nearest: one channel is grey,
+/// three are RGB (other counts: the first three channels, missing ones black).
 pub fn to_rgba(chw: &[f32], channels: usize, size: usize) -> Rgba {
     assert_eq!(
         chw.len(),
@@ -25,7 +26,13 @@ pub fn to_rgba(chw: &[f32], channels: usize, size: usize) -> Rgba {
     for i in 0..plane {
         let rgb = match channels {
             1 => [chw[i]; 3],
-            _ => [chw[i], chw[plane + i], chw[2 * plane + i]],
+            _ => [0, 1, 2].map(|k| {
+                if k < channels {
+                    chw[k * plane + i]
+                } else {
+                    -1.0
+                }
+            }),
         };
         pixels.extend(rgb.map(byte));
         pixels.push(255);

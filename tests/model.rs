@@ -101,7 +101,7 @@ fn samples_in_a_batch_do_not_affect_each_other() {
     let model = random_model(&config, 3);
     let (x, t, y) = inputs(&config, 3, 50.0, &[2, 0, 1], 5);
     let batched = to_vec(model.forward(x.clone(), t.clone(), y.clone()));
-    let first = to_vec(model.forward(x.slice([0..1]), t.slice([0..1]), y.slice([0..1])));
+    let first = to_vec(model.forward(x.narrow(0, 0, 1), t.narrow(0, 0, 1), y.narrow(0, 0, 1)));
     assert!(max_abs_diff(&batched[..first.len()], &first) < 1e-5);
 }
 

@@ -25,7 +25,7 @@ impl NoiseRng {
     /// Uniform integer in `0..n` (for shuffles and timestep draws); `n` must be positive.
     pub fn below(&mut self, n: usize) -> usize {
         // Lemire's multiply-shift; the bias is below 2^-32 for the sizes used here.
-        ((self.rng.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.rng.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// A standard normal sample.

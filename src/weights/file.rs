@@ -263,21 +263,23 @@ impl WeightFile {
         device: &B::Device,
     ) -> Result<(Dit<B>, WeightsMeta), WeightError> {
         let config = &self.meta.model;
-        // Cheap check before allocating: the file must hold as many values as the model needs.
+        // Names first, then the total size, all before the real model is allocated: a file
+        // whose metadata claims a huge model fails here rather than exhausting memory.
+        let expected = Self::expected_names::<B>(config, device);
+        if let Some(name) = expected.iter().find(|n| !self.tensors.contains_key(*n)) {
+            return Err(WeightError::MissingTensor(name.clone()));
+        }
+        if let Some(name) = self.tensors.keys().find(|n| !expected.contains(n)) {
+            return Err(WeightError::UnexpectedTensor(name.clone()));
+        }
         let stored: u128 = self.tensors.values().map(|t| t.data.len() as u128).sum();
         if stored != config.num_params() {
-            let missing = Self::expected_names::<B>(config, device)
-                .into_iter()
-                .find(|n| !self.tensors.contains_key(n));
-            return Err(match missing {
-                Some(name) => WeightError::MissingTensor(name),
-                None => WeightError::BadTensor {
-                    name: "(all)".into(),
-                    reason: format!(
-                        "the file holds {stored} values, the model needs {}",
-                        config.num_params()
-                    ),
-                },
+            return Err(WeightError::BadTensor {
+                name: "(all)".into(),
+                reason: format!(
+                    "the file holds {stored} values, the model in its metadata needs {}",
+                    config.num_params()
+                ),
             });
         }
         let mut loader = Loader {

@@ -148,7 +148,7 @@ impl Sampler {
         image_len: usize,
     ) -> Self {
         assert!(
-            image_len > 0 && x_t.len() % image_len == 0,
+            image_len > 0 && x_t.len().is_multiple_of(image_len),
             "x_T is not a whole number of images"
         );
         let rngs = (0..x_t.len() / image_len)

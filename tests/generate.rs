@@ -1,0 +1,211 @@
+//! Native generation from a weight file: labels, determinism, PNG output, errors.
+
+mod common;
+
+use common::*;
+use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};
+use dit_web::generate::{generate_pngs, resolve_labels, sample, GenerateError};
+use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
+use dit_web::{Conditioning, Dit, Flavour, ScheduleConfig};
+
+fn weights(guidance_capable: bool) -> (Dit<B>, Vec<u8>) {
+    let mut config = tiny_config(Flavour::Seed, Conditioning::AdalnZero);
+    if !guidance_capable {
+        config.class_dropout = 0.0;
+    }
+    let model = random_model(&config, 9);
+    let meta = WeightsMeta {
+        format_version: FORMAT_VERSION,
+        model: config.clone(),
+        schedule: ScheduleConfig::new(100),
+        labels: vec!["cat".into(), "dog".into(), "owl".into()],
+        dataset: "test".into(),
+        step: 0,
+        ema: true,
+        quantization: Quantization::F32,
+    };
+    let bytes = WeightFile::from_model(&model, meta).to_bytes().unwrap();
+    (model, bytes)
+}
+
+fn schedule() -> NoiseSchedule {
+    NoiseSchedule::new(&ScheduleConfig::new(100))
+}
+
+fn cfg(kind: SamplerKind, steps: usize, guidance: f32, seed: u64) -> SamplerConfig {
+    SamplerConfig {
+        kind,
+        steps,
+        guidance,
+        seed,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn labels_resolve_by_name_or_index_and_unknown_ones_list_the_valid() {
+    let names: Vec<String> = ["female", "male"].map(String::from).to_vec();
+    assert_eq!(
+        resolve_labels(&names, &["male", "0", "female", "1"]).unwrap(),
+        vec![1, 0, 0, 1]
+    );
+    let err = resolve_labels(&names, &["cat"]).unwrap_err();
+    assert!(matches!(&err, GenerateError::UnknownLabel { label, .. } if label == "cat"));
+    assert!(err.to_string().contains("female, male"), "{err}");
+    assert!(resolve_labels(&names, &["2"]).is_err());
+}
+
+#[test]
+fn same_seed_same_images_and_each_image_is_independent_of_its_batch() {
+    let (model, _) = weights(true);
+    for kind in [
+        SamplerKind::DpmSolverPP,
+        SamplerKind::Ddim,
+        SamplerKind::Ddpm,
+    ] {
+        let config = cfg(kind, 8, 2.0, 5);
+        let a = sample(&model, &schedule(), &[0, 2], &config, |_| {}).unwrap();
+        let b = sample(&model, &schedule(), &[0, 2], &config, |_| {}).unwrap();
+        assert_eq!(a, b, "{kind}: not deterministic");
+        let other_seed =
+            sample(&model, &schedule(), &[0, 2], &cfg(kind, 8, 2.0, 6), |_| {}).unwrap();
+        assert!(max_abs_diff(&a, &other_seed) > 0.1, "{kind}: seed ignored");
+        // Image 0 of the batch equals the same label sampled alone (its own noise stream).
+        let alone = sample(&model, &schedule(), &[0], &config, |_| {}).unwrap();
+        assert!(
+            max_abs_diff(&a[..alone.len()], &alone) < 1e-4,
+            "{kind}: batch leaks"
+        );
+    }
+}
+
+#[test]
+fn guidance_changes_the_result_and_needs_a_null_label() {
+    let (model, _) = weights(true);
+    let plain = sample(
+        &model,
+        &schedule(),
+        &[1],
+        &cfg(SamplerKind::DpmSolverPP, 6, 1.0, 1),
+        |_| {},
+    )
+    .unwrap();
+    let guided = sample(
+        &model,
+        &schedule(),
+        &[1],
+        &cfg(SamplerKind::DpmSolverPP, 6, 4.0, 1),
+        |_| {},
+    )
+    .unwrap();
+    assert!(max_abs_diff(&plain, &guided) > 1e-3);
+
+    let (no_null, _) = weights(false);
+    let err = sample(
+        &no_null,
+        &schedule(),
+        &[1],
+        &cfg(SamplerKind::DpmSolverPP, 6, 4.0, 1),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, GenerateError::NoNullLabel(_)), "{err}");
+    assert!(sample(
+        &no_null,
+        &schedule(),
+        &[1],
+        &cfg(SamplerKind::DpmSolverPP, 6, 1.0, 1),
+        |_| {}
+    )
+    .is_ok());
+}
+
+#[test]
+fn progress_callback_sees_every_step_with_a_preview() {
+    let (model, _) = weights(true);
+    let mut seen = Vec::new();
+    let out = sample(
+        &model,
+        &schedule(),
+        &[0, 1],
+        &cfg(SamplerKind::DpmSolverPP, 7, 1.5, 3),
+        |s| {
+            assert_eq!(s.x0.len(), 2 * model.config().image_len());
+            seen.push((s.step, s.total, s.t));
+        },
+    )
+    .unwrap();
+    let total = seen[0].1;
+    assert!((6..=7).contains(&total), "{total}");
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    assert_eq!(seen[0].2, 99);
+    assert!(seen.windows(2).all(|w| w[1].2 < w[0].2));
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn generate_pngs_writes_one_file_per_label_and_a_grid() {
+    let (_, bytes) = weights(true);
+    let dir = tempfile::tempdir().unwrap();
+    let written = generate_pngs::<B, _>(
+        &bytes,
+        &["dog", "0", "owl"],
+        &cfg(SamplerKind::DpmSolverPP, 5, 2.0, 42),
+        dir.path(),
+        &device(),
+    )
+    .unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "0000_label-dog.png",
+            "0001_label-cat.png",
+            "0002_label-owl.png",
+            "grid.png"
+        ]
+    );
+    for path in &written {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        let expected = if path.ends_with("grid.png") {
+            (3 * 8 + 4 * 2, 8 + 2 * 2)
+        } else {
+            (8, 8)
+        };
+        assert_eq!(
+            (info.width as usize, info.height as usize),
+            expected,
+            "{path:?}"
+        );
+    }
+    // No temporary files are left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+
+    let err = generate_pngs::<B, _>(
+        &bytes,
+        &["zebra"],
+        &SamplerConfig::default(),
+        dir.path(),
+        &device(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cat, dog, owl"), "{err}");
+    let err = generate_pngs::<B, _>(
+        &bytes[..100],
+        &["dog"],
+        &SamplerConfig::default(),
+        dir.path(),
+        &device(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, GenerateError::Weights(_)), "{err}");
+}
