@@ -1,0 +1,76 @@
+//! `cargo bench`: one forward pass of the MNIST presets and one sampler step, on burn's ndarray
+//! CPU backend (the native CPU path; browser figures come from www/bench.html).
+
+use burn::backend::NdArray;
+use burn::tensor::{Int, Tensor, TensorData};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use dit_web::diffusion::{NoiseRng, NoiseSchedule, Sampler, SamplerConfig};
+use dit_web::generate::Denoiser;
+use dit_web::Preset;
+
+type B = NdArray<f32>;
+
+fn forward(c: &mut Criterion) {
+    let device = Default::default();
+    let mut group = c.benchmark_group("forward");
+    group.sample_size(10);
+    for preset in [Preset::mnist(), Preset::mnist_cpu()] {
+        let config = &preset.model;
+        let model = config.init::<B>(&device);
+        for batch in [1usize, 16] {
+            let s = config.input_size;
+            let mut x = vec![0f32; batch * config.image_len()];
+            NoiseRng::new(0, 0).fill_normal(&mut x);
+            let x = Tensor::<B, 4>::from_data(
+                TensorData::new(x, [batch, config.in_channels, s, s]),
+                &device,
+            );
+            let t =
+                Tensor::<B, 1>::from_data(TensorData::new(vec![200f32; batch], [batch]), &device);
+            let y = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(vec![3i64; batch], [batch]),
+                &device,
+            );
+            group.bench_with_input(
+                BenchmarkId::new(preset.name, format!("batch{batch}")),
+                &batch,
+                |b, _| b.iter(|| model.forward(x.clone(), t.clone(), y.clone()).into_data()),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// One DPM-Solver++ step for a batch of 16 digits: the network call (doubled batch: guidance)
+/// plus the host-side update, and the host-side update alone.
+fn sampler_step(c: &mut Criterion) {
+    let device = Default::default();
+    let preset = Preset::mnist_cpu();
+    let model = preset.model.init::<B>(&device);
+    let schedule = NoiseSchedule::new(&preset.schedule);
+    let config = SamplerConfig {
+        guidance: 2.0,
+        ..Default::default()
+    };
+    let labels: Vec<usize> = (0..16).map(|i| i % 10).collect();
+    let denoiser = Denoiser::new(&model, &labels, config.guidance).unwrap();
+    let fresh = Sampler::new(&schedule, &config, labels.len(), preset.model.image_len());
+
+    let mut group = c.benchmark_group("sampler_step");
+    group.sample_size(10);
+    group.bench_function("mnist-cpu/batch16/cfg2/network+update", |b| {
+        b.iter(|| {
+            let mut sampler = fresh.clone();
+            let eps = denoiser.eps(sampler.x(), sampler.timestep().unwrap());
+            sampler.advance(&eps)
+        })
+    });
+    let eps = denoiser.eps(fresh.x(), fresh.timestep().unwrap());
+    group.bench_function("mnist-cpu/batch16/update-only", |b| {
+        b.iter(|| fresh.clone().advance(&eps))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward, sampler_step);
+criterion_main!(benches);
