@@ -43,6 +43,13 @@ fn celeba_preset_has_the_reference_parameter_count() {
 }
 
 #[test]
+fn cpu_preset_has_the_documented_parameter_count() {
+    // README: the `mnist-cpu` preset.
+    let config = Preset::mnist_cpu().model;
+    assert_eq!(config.init::<B>(&device()).num_params(), 4_136_848);
+}
+
+#[test]
 fn analytic_parameter_count_matches_burn_for_every_variant() {
     for (flavour, conditioning) in all_variants() {
         let config = tiny_config(flavour, conditioning);
