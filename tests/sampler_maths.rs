@@ -282,6 +282,15 @@ fn noise_is_standard_normal_and_reproducible() {
     assert!((tail - 0.05).abs() < 0.003, "two-sided 5% tail: {tail}");
     assert_eq!(v[..100], noise(100, 5)[..]);
     assert_ne!(noise(100, 5), noise(100, 6));
+    // A saved state resumes the same stream, spare normal included.
+    let mut rng = NoiseRng::new(5, 0);
+    let first = (0..7).map(|_| rng.normal()).collect::<Vec<_>>();
+    let mut resumed = NoiseRng::from_state(&rng.state());
+    assert_eq!(first[..], noise(107, 5)[..7]);
+    assert_eq!(
+        (0..100).map(|_| resumed.normal()).collect::<Vec<_>>()[..],
+        noise(107, 5)[7..]
+    );
     let mut other_stream = vec![0f32; 100];
     NoiseRng::new(5, 1).fill_normal(&mut other_stream);
     assert_ne!(other_stream, noise(100, 5));

@@ -9,6 +9,6 @@ pub mod noise;
 pub mod sampler;
 pub mod schedule;
 
-pub use noise::NoiseRng;
+pub use noise::{NoiseRng, NoiseState};
 pub use sampler::{Sampler, SamplerConfig, SamplerKind, StepInfo};
 pub use schedule::NoiseSchedule;

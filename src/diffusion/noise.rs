@@ -1,5 +1,16 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Where a [`NoiseRng`] stands, for checkpoints that resume exactly.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct NoiseState {
+    pub seed: u64,
+    pub stream: u64,
+    /// Position in the ChaCha stream, in 32-bit words.
+    pub word_pos: u128,
+    pub spare: Option<f32>,
+}
 
 /// Portable seeded Gaussian noise: ChaCha8 (a documented, platform-independent stream) turned
 /// into normals by Box-Muller with `libm`'s pure-Rust maths, so native and wasm draw the same
@@ -7,6 +18,7 @@ use rand_core::{Rng, SeedableRng};
 #[derive(Clone, Debug)]
 pub struct NoiseRng {
     rng: ChaCha8Rng,
+    seed: u64,
     spare: Option<f32>,
 }
 
@@ -14,7 +26,27 @@ impl NoiseRng {
     pub fn new(seed: u64, stream: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream);
-        Self { rng, spare: None }
+        Self {
+            rng,
+            seed,
+            spare: None,
+        }
+    }
+
+    pub fn state(&self) -> NoiseState {
+        NoiseState {
+            seed: self.seed,
+            stream: self.rng.get_stream(),
+            word_pos: self.rng.get_word_pos(),
+            spare: self.spare,
+        }
+    }
+
+    pub fn from_state(state: &NoiseState) -> Self {
+        let mut rng = Self::new(state.seed, state.stream);
+        rng.rng.set_word_pos(state.word_pos);
+        rng.spare = state.spare;
+        rng
     }
 
     /// Uniform in [0, 1) with 53 random bits.

@@ -1,0 +1,33 @@
+//! Training data: datasets that hand out images in [-1, 1], and the shuffling batch loader.
+
+pub mod loader;
+pub mod mnist;
+
+/// Images of one size with class labels, pixels already in [-1, 1] on request.
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values per image (C x H x W).
+    fn image_len(&self) -> usize;
+    /// Writes image `index` as `[C, H, W]` in [-1, 1] into `out` and returns its label.
+    fn image_into(&self, index: usize, out: &mut [f32]) -> usize;
+}
+
+/// Why a dataset could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Missing(String),
+    #[error("{path}: {reason}")]
+    Format {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}

@@ -1,0 +1,9 @@
+//! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI.
+
+pub mod data;
+pub mod export;
+pub mod report;
+pub mod train;
+
+/// The CPU backend used for training without a GPU, and for export and generation.
+pub type Cpu = burn::backend::NdArray<f32>;

@@ -1,0 +1,317 @@
+//! `trainer`: the command line. Each command is a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dit_web::diffusion::{SamplerConfig, SamplerKind};
+use dit_web::generate::generate_pngs;
+use dit_web::weights::Quantization;
+use dit_web::Preset;
+use indicatif::{ProgressBar, ProgressStyle};
+use trainer::data::mnist::{Mnist, Split};
+use trainer::train::lr::{Decay, LrSchedule};
+use trainer::train::{train, TrainConfig};
+use trainer::{export, Cpu};
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train dit-web models, export their weights, generate images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a preset on a dataset into a run folder (checkpoints, metrics.jsonl, run.json).
+    Train(TrainArgs),
+    /// Generate one PNG per label (NNNN_label-<name>.png) plus grid.png.
+    Generate(GenerateArgs),
+    /// Write a run's weights as the weight file the page loads.
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendChoice {
+    /// burn-ndarray on the CPU.
+    Cpu,
+    /// burn-cuda on an NVIDIA GPU (build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Model preset: mnist, mnist-cpu or celeba.
+    #[arg(long, default_value = "mnist-cpu")]
+    preset: String,
+    /// Dataset folder (MNIST: the four IDX files, gzipped or not).
+    #[arg(long)]
+    data: PathBuf,
+    /// Run folder for checkpoints and reports.
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Optimizer steps in total. Default: 20,000 (MNIST), 100,000 (CelebA).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Default: 64 (MNIST), 112 (CelebA).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate. Default: 1e-3 (MNIST), 1e-4 (CelebA).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear warmup steps. Default: 100 (MNIST), 200 (CelebA).
+    #[arg(long)]
+    warmup: Option<u64>,
+    #[arg(long, value_enum, default_value = "cosine")]
+    schedule: Decay,
+    #[arg(long, default_value_t = 0.9999)]
+    ema_decay: f64,
+    /// Ramp the EMA decay as min(decay, (1+step)/(10+step)), for short runs.
+    #[arg(long)]
+    ema_warmup: bool,
+    /// Probability of training on the null label (enables guidance). Default: the preset's.
+    #[arg(long)]
+    label_dropout: Option<f64>,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Keep checkpoints at multiples of this step (the latest is always kept).
+    #[arg(long, default_value_t = 5000)]
+    keep_every: u64,
+    #[arg(long, default_value_t = 1000)]
+    sample_every: u64,
+    /// Stop if a loss exceeds this factor times its running average.
+    #[arg(long, default_value_t = 10.0)]
+    spike_factor: f64,
+    /// Continue from the run folder's latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// A weight file (from `trainer export`).
+    #[arg(long, conflicts_with = "run", required_unless_present = "run")]
+    weights: Option<PathBuf>,
+    /// A run folder: uses its latest checkpoint.
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// With --run: the raw weights instead of the EMA weights.
+    #[arg(long)]
+    raw: bool,
+    /// Labels by name or index, e.g. `3 1 4` or `female male`.
+    #[arg(long, num_args = 1.., required = true)]
+    labels: Vec<String>,
+    #[arg(long, default_value = "dpm++", value_parser = parse_sampler)]
+    sampler: SamplerKind,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    cfg: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    run: PathBuf,
+    /// Export the raw weights instead of the EMA weights.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, default_value = "int8", value_parser = parse_quant)]
+    quant: Quantization,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_sampler(s: &str) -> Result<SamplerKind, String> {
+    s.parse()
+}
+
+fn parse_quant(s: &str) -> Result<Quantization, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Train(args) => train_command(args),
+        Command::Generate(args) => generate_command(args),
+        Command::Export(args) => export_command(args),
+    }
+}
+
+fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = Preset::by_name(&args.preset).ok_or_else(|| {
+        format!(
+            "unknown preset `{}` (expected one of: {})",
+            args.preset,
+            Preset::NAMES.join(", ")
+        )
+    })?;
+    let mnist = preset.dataset == "mnist";
+    let steps = args.steps.unwrap_or(if mnist { 20_000 } else { 100_000 });
+    let config = TrainConfig {
+        preset: preset.name.into(),
+        steps,
+        batch_size: args.batch_size.unwrap_or(if mnist { 64 } else { 112 }),
+        lr: LrSchedule {
+            max_lr: args.lr.unwrap_or(if mnist { 1e-3 } else { 1e-4 }),
+            warmup: args.warmup.unwrap_or(if mnist { 100 } else { 200 }),
+            total: steps,
+            decay: args.schedule,
+        },
+        ema_decay: args.ema_decay,
+        ema_warmup: args.ema_warmup,
+        label_dropout: args.label_dropout.unwrap_or(preset.model.class_dropout),
+        grad_clip: args.grad_clip,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        keep_every: args.keep_every,
+        sample_every: args.sample_every,
+        spike_factor: args.spike_factor,
+    };
+    if !mnist {
+        return Err("CelebA training is not wired into this build yet (MNIST presets only)".into());
+    }
+    let data = Mnist::load(&args.data, Split::Train)?;
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let on_step = |row: &trainer::report::metrics::MetricsRow| {
+        bar.set_position(row.step);
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.1} img/s",
+            row.loss, row.lr, row.images_per_sec
+        ));
+    };
+    let outcome = match args.backend {
+        BackendChoice::Cpu => train::<burn::backend::Autodiff<Cpu>, _>(
+            &preset,
+            &config,
+            &data,
+            &args.run,
+            args.resume,
+            &Default::default(),
+            on_step,
+        )?,
+        BackendChoice::Cuda => train_cuda(&preset, &config, &data, &args, on_step)?,
+    };
+    bar.finish();
+    println!(
+        "trained to step {} in {}",
+        outcome.final_step,
+        args.run.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn train_cuda(
+    preset: &Preset,
+    config: &TrainConfig,
+    data: &Mnist,
+    args: &TrainArgs,
+    on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
+) -> Result<trainer::train::TrainOutcome, Box<dyn std::error::Error>> {
+    type Cuda = burn::backend::Autodiff<burn::backend::Cuda>;
+    Ok(train::<Cuda, _>(
+        preset,
+        config,
+        data,
+        &args.run,
+        args.resume,
+        &Default::default(),
+        on_step,
+    )?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_cuda(
+    _: &Preset,
+    _: &TrainConfig,
+    _: &Mnist,
+    _: &TrainArgs,
+    _: impl FnMut(&trainer::report::metrics::MetricsRow),
+) -> Result<trainer::train::TrainOutcome, Box<dyn std::error::Error>> {
+    Err(
+        "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
+            .into(),
+    )
+}
+
+fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = match (&args.weights, &args.run) {
+        (Some(path), _) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        (None, Some(run)) => export::from_run(run, !args.raw)?.0.to_bytes()?,
+        (None, None) => unreachable!("clap requires --weights or --run"),
+    };
+    let config = SamplerConfig {
+        kind: args.sampler,
+        steps: args.steps,
+        guidance: args.cfg,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let written = generate_pngs::<Cpu, _>(
+        &bytes,
+        &args.labels,
+        &config,
+        &args.out,
+        &Default::default(),
+    )?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn export_command(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (file, _) = export::from_run(&args.run, !args.raw)?;
+    let step = file.meta.step;
+    let (bytes, report) = export::encode(file, args.quant)?;
+    let tmp = args.out.with_extension("tmp");
+    std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!(
+        "wrote {} ({} bytes, {:?}, {} weights from step {step})",
+        args.out.display(),
+        report.bytes,
+        args.quant,
+        if args.raw { "raw" } else { "EMA" }
+    );
+    if let Some((name, err)) = report.worst {
+        println!(
+            "largest quantization error: {name}: relative RMS {:.3e}, max abs {:.3e}",
+            err.relative_rms, err.max_abs
+        );
+    }
+    Ok(())
+}

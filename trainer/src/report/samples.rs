@@ -1,0 +1,48 @@
+//! Fixed-noise sample grids: one image per class from the same seed every time, so grids from
+//! successive steps show the model's progress (and become `progress.gif`).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use dit_web::diffusion::{NoiseSchedule, SamplerConfig};
+use dit_web::generate::{sample, to_images, GenerateError};
+use dit_web::image::{grid, write_png};
+use dit_web::Dit;
+
+/// The grid's sampler: DPM-Solver++ 20 steps, seed 0, no guidance.
+pub fn grid_sampler() -> SamplerConfig {
+    SamplerConfig {
+        steps: 20,
+        seed: 0,
+        ..Default::default()
+    }
+}
+
+/// Samples `per_class` images of every class and writes them as one PNG (a row per repeat).
+pub fn write_grid<B: Backend>(
+    model: &Dit<B>,
+    schedule: &NoiseSchedule,
+    per_class: usize,
+    path: &Path,
+) -> Result<PathBuf, GenerateError> {
+    let config = model.config();
+    let labels: Vec<usize> = (0..per_class).flat_map(|_| 0..config.num_classes).collect();
+    let batch = sample(model, schedule, &labels, &grid_sampler(), |_| {})?;
+    let images = to_images(&batch, config.in_channels, config.input_size);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| GenerateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    write_png(path, &grid(&images, config.num_classes, 2)).map_err(|source| GenerateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(path.to_path_buf())
+}
+
+/// Where the grid of step `step` goes.
+pub fn grid_path(run: &Path, step: u64) -> PathBuf {
+    run.join("samples").join(format!("step-{step:08}.png"))
+}

@@ -1,0 +1,244 @@
+//! Training on tiny data: exact resume, checkpoints, divergence stop, MNIST loading errors.
+
+mod common;
+
+use burn::backend::Autodiff;
+use dit_web::{DitConfig, Preset};
+use trainer::data::loader::Loader;
+use trainer::data::mnist::{Mnist, Split};
+use trainer::data::Dataset;
+use trainer::train::lr::{Decay, LrSchedule};
+use trainer::train::{checkpoint, train, TrainConfig, TrainError};
+use trainer::Cpu;
+
+type B = Autodiff<Cpu>;
+
+/// A 28x28 MNIST-shaped model with 16 tokens, fast enough to train in a test.
+fn tiny_preset() -> Preset {
+    let mut preset = Preset::mnist_cpu();
+    preset.model = DitConfig::new(28, 1, 7, 32, 1, 2, 10).with_class_dropout(0.1);
+    preset
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        preset: "mnist-cpu".into(),
+        steps,
+        batch_size: 8,
+        lr: LrSchedule {
+            max_lr: 1e-3,
+            warmup: 2,
+            total: steps,
+            decay: Decay::Cosine,
+        },
+        ema_decay: 0.99,
+        ema_warmup: true,
+        label_dropout: 0.1,
+        grad_clip: Some(1.0),
+        seed: 4,
+        checkpoint_every: 3,
+        keep_every: 0,
+        sample_every: 0,
+        spike_factor: 100.0,
+    }
+}
+
+fn data() -> (tempfile::TempDir, Mnist) {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_mnist(dir.path(), 40);
+    let mnist = Mnist::load(dir.path(), Split::Train).unwrap();
+    (dir, mnist)
+}
+
+#[test]
+fn resuming_gives_the_same_losses_as_training_straight() {
+    let (_d, data) = data();
+    let device = Default::default();
+    let straight = tempfile::tempdir().unwrap();
+    let full = train::<B, _>(
+        &tiny_preset(),
+        &config(6),
+        &data,
+        straight.path(),
+        false,
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(full.losses.len(), 6);
+
+    let split = tempfile::tempdir().unwrap();
+    let first = train::<B, _>(
+        &tiny_preset(),
+        &TrainConfig {
+            steps: 3,
+            ..config(6)
+        },
+        &data,
+        split.path(),
+        false,
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    let second = train::<B, _>(
+        &tiny_preset(),
+        &config(6),
+        &data,
+        split.path(),
+        true,
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    let resumed: Vec<(u64, f64)> = first.losses.into_iter().chain(second.losses).collect();
+    assert_eq!(
+        resumed.iter().map(|l| l.0).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+    for ((step, a), (_, b)) in full.losses.iter().zip(&resumed) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} straight vs {b} resumed"
+        );
+    }
+    // The loss is not constant: the test would notice a resume that restarted from scratch.
+    assert!(full
+        .losses
+        .windows(2)
+        .any(|w| (w[0].1 - w[1].1).abs() > 1e-4));
+}
+
+#[test]
+fn checkpoints_are_complete_and_old_ones_pruned() {
+    let (_d, data) = data();
+    let run = tempfile::tempdir().unwrap();
+    train::<B, _>(
+        &tiny_preset(),
+        &config(7),
+        &data,
+        run.path(),
+        false,
+        &Default::default(),
+        |_| {},
+    )
+    .unwrap();
+    let latest = checkpoint::latest(run.path()).unwrap();
+    assert!(latest.ends_with("step-00000007"));
+    for file in ["model.mpk", "ema.mpk", "optimizer.mpk", "state.json"] {
+        assert!(latest.join(file).exists(), "{file} missing");
+    }
+    let state = checkpoint::load_state(&latest).unwrap();
+    assert_eq!(state.step, 7);
+    // keep_every = 0: only the newest checkpoint stays; no temporary folders remain.
+    let names: Vec<String> = std::fs::read_dir(run.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["latest", "step-00000007"]);
+    let metrics = trainer::report::metrics::read(&run.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 7);
+    assert!(metrics
+        .iter()
+        .all(|m| m.loss.is_finite() && m.grad_norm > 0.0 && m.lr > 0.0));
+}
+
+#[test]
+fn a_loss_spike_stops_training_and_names_the_last_good_checkpoint() {
+    let (_d, data) = data();
+    let run = tempfile::tempdir().unwrap();
+    // An absurd learning rate without clipping blows the loss up within a few steps.
+    let mut cfg = config(30);
+    cfg.lr = LrSchedule {
+        max_lr: 50.0,
+        warmup: 1,
+        total: 30,
+        decay: Decay::Constant,
+    };
+    cfg.grad_clip = None;
+    cfg.spike_factor = 3.0;
+    let err = train::<B, _>(
+        &tiny_preset(),
+        &cfg,
+        &data,
+        run.path(),
+        false,
+        &Default::default(),
+        |_| {},
+    )
+    .unwrap_err();
+    match err {
+        TrainError::Diverged {
+            step, last_good, ..
+        } => {
+            assert!(step < 30);
+            if step > 3 {
+                assert!(last_good.contains("step-"), "{last_good}");
+            }
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn loader_reshuffles_each_epoch_and_resumes_mid_epoch() {
+    let (_d, data) = data();
+    let mut loader = Loader::new(&data, 9);
+    let epoch0: Vec<usize> = (0..5).flat_map(|_| loader.next_batch(8).1).collect();
+    let epoch1: Vec<usize> = (0..5).flat_map(|_| loader.next_batch(8).1).collect();
+    assert_ne!(epoch0, epoch1);
+    // An epoch visits every image once: each digit 4 times.
+    let mut sorted = epoch0.clone();
+    sorted.sort();
+    let mut expected: Vec<usize> = (0..40).map(|i| i % 10).collect();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    let saved = loader.state();
+    let next = loader.next_batch(8);
+    assert_eq!(Loader::resume(&data, saved).next_batch(8), next);
+    let mut image = vec![0f32; data.image_len()];
+    data.image_into(0, &mut image);
+    assert!(image.iter().all(|v| (-1.0..=1.0).contains(v)));
+}
+
+#[test]
+fn missing_or_corrupt_mnist_files_are_clear_errors() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = Mnist::load(empty.path(), Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("trainer download mnist"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    common::write_mnist(dir.path(), 10);
+    common::write_idx(
+        &dir.path().join("train-labels-idx1-ubyte.gz"),
+        0x0801,
+        &[9],
+        &[1; 9],
+    );
+    let err = Mnist::load(dir.path(), Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("9 labels for 10 images"), "{err}");
+    common::write_idx(
+        &dir.path().join("train-images-idx3-ubyte.gz"),
+        0x0803,
+        &[10, 28, 28],
+        &[0; 100],
+    );
+    let err = Mnist::load(dir.path(), Split::Train)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("expected 7840 data bytes"), "{err}");
+    std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), b"not gzip").unwrap();
+    assert!(Mnist::load(dir.path(), Split::Train).is_err());
+}
