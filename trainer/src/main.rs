@@ -33,6 +33,37 @@ enum Command {
     Generate(GenerateArgs),
     /// Write a run's weights as the weight file the page loads.
     Export(ExportArgs),
+    /// LR range test: loss against an exponentially growing learning rate (CSV + PNG) and a
+    /// suggested maximum rate.
+    LrFind(LrFindArgs),
+    /// Redraw a run's loss.png and progress.gif from its metrics and sample grids.
+    Report {
+        #[arg(long)]
+        run: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct LrFindArgs {
+    #[arg(long, default_value = "mnist-cpu")]
+    preset: String,
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder for lr_find.csv and lr_find.png.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1e-6)]
+    min_lr: f64,
+    #[arg(long, default_value_t = 1e-2)]
+    max_lr: f64,
+    #[arg(long, default_value_t = 100)]
+    values: usize,
+    #[arg(long, default_value_t = 2)]
+    steps_per_value: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,17 +192,96 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Train(args) => train_command(args),
         Command::Generate(args) => generate_command(args),
         Command::Export(args) => export_command(args),
+        Command::LrFind(args) => lr_find_command(args),
+        Command::Report { run } => {
+            trainer::report::refresh(&run)?;
+            println!(
+                "wrote {} and {}",
+                run.join("loss.png").display(),
+                run.join("progress.gif").display()
+            );
+            Ok(())
+        }
     }
 }
 
-fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let preset = Preset::by_name(&args.preset).ok_or_else(|| {
+fn preset(name: &str) -> Result<Preset, String> {
+    Preset::by_name(name).ok_or_else(|| {
         format!(
-            "unknown preset `{}` (expected one of: {})",
-            args.preset,
+            "unknown preset `{name}` (expected one of: {})",
             Preset::NAMES.join(", ")
         )
-    })?;
+    })
+}
+
+fn lr_find_command(args: LrFindArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use trainer::report::plot::{line_plot, Series};
+    use trainer::train::lr_find::{lr_find, suggest, LrFindConfig, LrPoint};
+    let preset = preset(&args.preset)?;
+    if preset.dataset != "mnist" {
+        return Err("the LR finder reads MNIST only in this build".into());
+    }
+    let data = Mnist::load(&args.data, Split::Train)?;
+    let config = LrFindConfig {
+        min_lr: args.min_lr,
+        max_lr: args.max_lr,
+        values: args.values,
+        steps_per_value: args.steps_per_value,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new(args.values as u64);
+    let points = lr_find::<burn::backend::Autodiff<Cpu>, _>(
+        &preset,
+        &config,
+        &data,
+        &Default::default(),
+        |p| {
+            bar.inc(1);
+            bar.set_message(format!("lr {:.2e} loss {:.4}", p.lr, p.loss));
+        },
+    );
+    bar.finish();
+    std::fs::create_dir_all(&args.out)?;
+    let mut csv = String::from("lr,loss,smoothed\n");
+    for p in &points {
+        csv.push_str(&format!("{},{},{}\n", p.lr, p.loss, p.smoothed));
+    }
+    std::fs::write(args.out.join("lr_find.csv"), csv)?;
+    let curve = |f: fn(&LrPoint) -> f64| points.iter().map(|p| (p.lr.log10(), f(p))).collect();
+    line_plot(
+        &args.out.join("lr_find.png"),
+        &format!(
+            "LR range test, {} ({} steps per value)",
+            preset.name, args.steps_per_value
+        ),
+        "log10(learning rate)",
+        "loss",
+        &[
+            Series {
+                label: "loss",
+                points: curve(|p| p.loss),
+            },
+            Series {
+                label: "smoothed",
+                points: curve(|p| p.smoothed),
+            },
+        ],
+    )?;
+    match suggest(&points) {
+        Some(lr) => println!("suggested max lr: {lr:.2e} (steepest descent of the smoothed loss)"),
+        None => println!("no suggestion: the loss never fell"),
+    }
+    println!(
+        "wrote {} and {}",
+        args.out.join("lr_find.csv").display(),
+        args.out.join("lr_find.png").display()
+    );
+    Ok(())
+}
+
+fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let preset = preset(&args.preset)?;
     let mnist = preset.dataset == "mnist";
     let steps = args.steps.unwrap_or(if mnist { 20_000 } else { 100_000 });
     let config = TrainConfig {

@@ -6,17 +6,27 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().expect("trainer runs")
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .expect("trainer runs")
 }
 
 fn ok(out: Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "trainer failed:\n{text}");
     text
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -24,30 +34,113 @@ fn files(dir: &Path) -> Vec<String> {
 #[test]
 fn train_resume_export_generate() {
     let work = tempfile::tempdir().unwrap();
-    let (data, run, out) = (work.path().join("data"), work.path().join("run"), work.path().join("out"));
+    let (data, run, out) = (
+        work.path().join("data"),
+        work.path().join("run"),
+        work.path().join("out"),
+    );
     std::fs::create_dir_all(&data).unwrap();
     common::write_mnist(&data, 20);
     let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
-    let common = ["--preset", "mnist-cpu", "--data", data_s, "--run", run_s, "--batch-size", "4", "--checkpoint-every", "1", "--sample-every", "2", "--ema-warmup"];
+    let common = [
+        "--preset",
+        "mnist-cpu",
+        "--data",
+        data_s,
+        "--run",
+        run_s,
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "1",
+        "--sample-every",
+        "2",
+        "--ema-warmup",
+    ];
 
     ok(trainer(&[&["train", "--steps", "2"], &common[..]].concat()));
-    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "step-00000002");
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "step-00000002"
+    );
     // Resume to a later total: continues from step 2, not from scratch.
-    ok(trainer(&[&["train", "--steps", "3", "--resume"], &common[..]].concat()));
-    assert_eq!(std::fs::read_to_string(run.join("checkpoints/latest")).unwrap().trim(), "step-00000003");
-    assert_eq!(files(&run.join("samples")), ["step-00000002.png", "step-00000003.png"]);
+    ok(trainer(
+        &[&["train", "--steps", "3", "--resume"], &common[..]].concat(),
+    ));
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "step-00000003"
+    );
+    assert_eq!(
+        files(&run.join("samples")),
+        ["step-00000002.png", "step-00000003.png"]
+    );
+    // The pictures for people are redrawn with every grid.
+    for picture in ["loss.png", "progress.gif"] {
+        assert!(
+            std::fs::metadata(run.join(picture)).unwrap().len() > 100,
+            "{picture}"
+        );
+    }
+    let gif = std::fs::read(run.join("progress.gif")).unwrap();
+    assert_eq!(&gif[..6], b"GIF89a");
 
     let weights = work.path().join("mnist.safetensors");
-    let text = ok(trainer(&["export", "--run", run_s, "--quant", "int8", "--out", weights.to_str().unwrap()]));
-    assert!(text.contains("EMA weights from step 3") && text.contains("largest quantization error"), "{text}");
+    let text = ok(trainer(&[
+        "export",
+        "--run",
+        run_s,
+        "--quant",
+        "int8",
+        "--out",
+        weights.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("EMA weights from step 3") && text.contains("largest quantization error"),
+        "{text}"
+    );
     let file = dit_web::weights::WeightFile::from_bytes(&std::fs::read(&weights).unwrap()).unwrap();
-    assert_eq!((file.meta.step, file.meta.ema, file.meta.quantization), (3, true, dit_web::weights::Quantization::Int8));
+    assert_eq!(
+        (file.meta.step, file.meta.ema, file.meta.quantization),
+        (3, true, dit_web::weights::Quantization::Int8)
+    );
 
-    ok(trainer(&["generate", "--weights", weights.to_str().unwrap(), "--labels", "3", "7", "--steps", "4", "--cfg", "2", "--out", out.to_str().unwrap()]));
-    assert_eq!(files(&out), ["0000_label-3.png", "0001_label-7.png", "grid.png"]);
+    ok(trainer(&[
+        "generate",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--labels",
+        "3",
+        "7",
+        "--steps",
+        "4",
+        "--cfg",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        files(&out),
+        ["0000_label-3.png", "0001_label-7.png", "grid.png"]
+    );
     // From the run folder directly (raw weights) too.
     let out2 = work.path().join("out2");
-    ok(trainer(&["generate", "--run", run_s, "--raw", "--labels", "0", "--steps", "3", "--out", out2.to_str().unwrap()]));
+    ok(trainer(&[
+        "generate",
+        "--run",
+        run_s,
+        "--raw",
+        "--labels",
+        "0",
+        "--steps",
+        "3",
+        "--out",
+        out2.to_str().unwrap(),
+    ]));
     assert_eq!(files(&out2), ["0000_label-0.png", "grid.png"]);
 }
 
@@ -55,10 +148,36 @@ fn train_resume_export_generate() {
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str); 5] = [
-        (&["train", "--data", "/nonexistent", "--run", "/tmp/x"], "trainer download mnist"),
-        (&["train", "--preset", "imagenet", "--data", ".", "--run", "/tmp/x"], "expected one of: mnist, mnist-cpu, celeba"),
-        (&["generate", "--weights", "/nonexistent.safetensors", "--labels", "1"], "/nonexistent.safetensors"),
-        (&["export", "--run", work.path().to_str().unwrap(), "--out", "/tmp/x.safetensors"], "run folder"),
+        (
+            &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
+            "trainer download mnist",
+        ),
+        (
+            &[
+                "train", "--preset", "imagenet", "--data", ".", "--run", "/tmp/x",
+            ],
+            "expected one of: mnist, mnist-cpu, celeba",
+        ),
+        (
+            &[
+                "generate",
+                "--weights",
+                "/nonexistent.safetensors",
+                "--labels",
+                "1",
+            ],
+            "/nonexistent.safetensors",
+        ),
+        (
+            &[
+                "export",
+                "--run",
+                work.path().to_str().unwrap(),
+                "--out",
+                "/tmp/x.safetensors",
+            ],
+            "run folder",
+        ),
         (&["generate", "--labels", "1"], "--weights"),
     ];
     for (args, expected) in cases {

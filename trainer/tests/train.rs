@@ -242,3 +242,46 @@ fn missing_or_corrupt_mnist_files_are_clear_errors() {
     std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), b"not gzip").unwrap();
     assert!(Mnist::load(dir.path(), Split::Train).is_err());
 }
+
+#[test]
+fn lr_finder_suggests_the_steepest_descent_before_the_minimum() {
+    use trainer::train::lr_find::{suggest, LrPoint};
+    // A loss that falls fastest at 1e-4, bottoms out at 1e-3, then explodes.
+    let points: Vec<LrPoint> = (0..41)
+        .map(|i| {
+            let log_lr = -6.0 + 0.1 * i as f64;
+            let loss = 1.0 - 0.8 / (1.0 + (-(log_lr + 4.0) * 4.0).exp())
+                + if log_lr > -3.0 {
+                    (log_lr + 3.0).powi(2) * 5.0
+                } else {
+                    0.0
+                };
+            LrPoint {
+                lr: 10f64.powf(log_lr),
+                loss,
+                smoothed: loss,
+            }
+        })
+        .collect();
+    let lr = suggest(&points).unwrap();
+    assert!((lr.log10() + 4.0).abs() <= 0.1, "{lr:e}");
+    assert_eq!(suggest(&[]), None);
+}
+
+#[test]
+fn lr_finder_runs_a_short_sweep() {
+    use trainer::train::lr_find::{lr_find, LrFindConfig};
+    let (_d, data) = data();
+    let config = LrFindConfig {
+        min_lr: 1e-5,
+        max_lr: 1e-2,
+        values: 5,
+        steps_per_value: 1,
+        batch_size: 4,
+        seed: 0,
+    };
+    let points = lr_find::<B, _>(&tiny_preset(), &config, &data, &Default::default(), |_| {});
+    assert!(!points.is_empty() && points.len() <= 5);
+    assert!((points[0].lr - 1e-5).abs() < 1e-12);
+    assert!(points.windows(2).all(|w| w[1].lr > w[0].lr));
+}

@@ -1,4 +1,44 @@
 //! What a run leaves behind for people: metrics, sample grids.
 
+pub mod gif;
 pub mod metrics;
+pub mod plot;
 pub mod samples;
+
+use std::path::Path;
+
+/// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`.
+pub fn refresh(run: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let rows = metrics::read(&run.join("metrics.jsonl"))?;
+    let raw: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.loss)).collect();
+    let mut smooth = Vec::with_capacity(raw.len());
+    let mut avg = None;
+    for &(x, y) in &raw {
+        let a = avg.map_or(y, |a: f64| 0.98 * a + 0.02 * y);
+        avg = Some(a);
+        smooth.push((x, a));
+    }
+    plot::line_plot(
+        &run.join("loss.png"),
+        "training loss (epsilon MSE)",
+        "step",
+        "loss",
+        &[
+            plot::Series {
+                label: "per step",
+                points: raw,
+            },
+            plot::Series {
+                label: "moving average (0.98)",
+                points: smooth,
+            },
+        ],
+    )?;
+    let mut frames: Vec<_> = std::fs::read_dir(run.join("samples"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    frames.sort();
+    gif::from_pngs(&frames, &run.join("progress.gif"), 40)?;
+    Ok(())
+}

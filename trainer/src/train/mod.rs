@@ -4,14 +4,15 @@
 pub mod checkpoint;
 pub mod ema;
 pub mod lr;
+pub mod lr_find;
+pub mod step;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, Preset};
 use serde::{Deserialize, Serialize};
@@ -107,7 +108,6 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     };
     std::fs::create_dir_all(run).map_err(io(run))?;
     let schedule = NoiseSchedule::new(&preset.schedule);
-    let null_label = model_config.null_label();
 
     B::seed(device, config.seed);
     let mut model: Dit<B> = model_config.init(device);
@@ -141,7 +141,6 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
 
     let mut rng = NoiseRng::from_state(&state.rng);
     let mut loader = Loader::resume(data, state.loader);
-    let (c, s) = (model_config.in_channels, model_config.input_size);
     let n = config.batch_size;
     let mut losses = Vec::new();
     let mut average: Option<f64> = state.last_loss;
@@ -152,44 +151,19 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     while state.step < config.steps {
         let started = Instant::now();
         let step = state.step;
-        let (x0, mut labels) = loader.next_batch(n);
-        // Uniform timesteps, fresh noise, label dropout: all from the run's host RNG.
-        let t: Vec<usize> = (0..n)
-            .map(|_| rng.below(schedule.num_timesteps()))
-            .collect();
-        let mut eps = vec![0f32; x0.len()];
-        rng.fill_normal(&mut eps);
-        if let Some(null) = null_label {
-            for l in labels.iter_mut() {
-                if rng.uniform() < config.label_dropout {
-                    *l = null;
-                }
-            }
-        }
-        let per_image = x0.len() / n;
-        let x_t: Vec<f32> = x0
-            .iter()
-            .zip(&eps)
-            .enumerate()
-            .map(|(i, (&x, &e))| {
-                let (a, b) = schedule.noise_coefficients(t[i / per_image]);
-                a as f32 * x + b as f32 * e
-            })
-            .collect();
-
-        let x_t = Tensor::<B, 4>::from_data(TensorData::new(x_t, [n, c, s, s]), device);
-        let eps = Tensor::<B, 4>::from_data(TensorData::new(eps, [n, c, s, s]), device);
-        let t = Tensor::<B, 1>::from_data(
-            TensorData::new(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), [n]),
+        let batch = step::Batch::<B>::draw(
+            &mut loader,
+            &mut rng,
+            &schedule,
+            &model_config,
+            n,
+            config.label_dropout,
             device,
         );
-        let y = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
-            device,
-        );
-
-        let loss = (model.forward(x_t, t, y) - eps).powf_scalar(2.0).mean();
-        let loss_value: f64 = loss.clone().into_scalar().elem();
+        let lr = config.lr.lr(step);
+        let (next, loss_value, grad_norm) =
+            step::optimizer_step(model, &mut optim, batch, lr, config.grad_clip);
+        model = next;
         let spike = average.is_some_and(|avg| loss_value > config.spike_factor * avg.max(1e-3));
         if !loss_value.is_finite() || spike {
             return Err(TrainError::Diverged {
@@ -198,10 +172,6 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 last_good,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (grads, grad_norm) = clip::global_norm(grads, &model, config.grad_clip);
-        let lr = config.lr.lr(step);
-        model = optim.step(lr, model, grads);
         ema = ema::update(
             ema,
             &model.valid(),
@@ -229,6 +199,10 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 2,
                 &crate::report::samples::grid_path(run, state.step),
             )?;
+            // Pictures for people; a failure to draw one must not stop the run.
+            if let Err(e) = crate::report::refresh(run) {
+                eprintln!("warning: could not redraw loss.png / progress.gif: {e}");
+            }
         }
         if (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every))
             || at_end
@@ -244,75 +218,4 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         losses,
         final_step: state.step,
     })
-}
-
-mod clip {
-    //! Global gradient-norm clipping, as PyTorch's `clip_grad_norm_` (burn's own clips each
-    //! tensor separately).
-
-    use burn::module::{Module, ModuleVisitor, Param, ParamId};
-    use burn::optim::GradientsParams;
-    use burn::tensor::backend::AutodiffBackend;
-    use burn::tensor::{ElementConversion, Tensor};
-    use dit_web::Dit;
-
-    struct Ids(Vec<(ParamId, usize)>);
-    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Ids {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.0.push((param.id, D));
-        }
-    }
-
-    /// Returns the gradients (scaled down if their global L2 norm exceeds `max_norm`) and the
-    /// norm before clipping.
-    pub fn global_norm<B: AutodiffBackend>(
-        mut grads: GradientsParams,
-        model: &Dit<B>,
-        max_norm: Option<f64>,
-    ) -> (GradientsParams, f64) {
-        let mut ids = Ids(Vec::new());
-        model.visit(&mut ids);
-        let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
-        macro_rules! each_rank {
-            ($f:ident) => {
-                for &(id, rank) in &ids.0 {
-                    match rank {
-                        1 => $f!(grads, id, 1),
-                        2 => $f!(grads, id, 2),
-                        3 => $f!(grads, id, 3),
-                        4 => $f!(grads, id, 4),
-                        _ => unreachable!("DiT parameters have rank 1 to 4"),
-                    }
-                }
-            };
-        }
-        macro_rules! add_square {
-            ($g:ident, $id:ident, $d:literal) => {
-                if let Some(g) = $g.get::<B::InnerBackend, $d>($id) {
-                    let s = g.powf_scalar(2.0).sum();
-                    total = Some(match total.take() {
-                        Some(t) => t + s,
-                        None => s,
-                    });
-                }
-            };
-        }
-        each_rank!(add_square);
-        // One read-back for the whole norm.
-        let norm = total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt());
-        if let Some(max) = max_norm {
-            if norm > max {
-                let scale = max / (norm + 1e-6);
-                macro_rules! scale {
-                    ($g:ident, $id:ident, $d:literal) => {
-                        if let Some(g) = $g.remove::<B::InnerBackend, $d>($id) {
-                            $g.register::<B::InnerBackend, $d>($id, g * scale);
-                        }
-                    };
-                }
-                each_rank!(scale);
-            }
-        }
-        (grads, norm)
-    }
 }

@@ -1,0 +1,104 @@
+//! The LR range test: train a fresh model while the learning rate grows exponentially, and
+//! suggest the rate where the smoothed loss falls fastest.
+
+use burn::optim::AdamWConfig;
+use burn::tensor::backend::AutodiffBackend;
+use dit_web::diffusion::{NoiseRng, NoiseSchedule};
+use dit_web::{Dit, Preset};
+
+use super::step::{optimizer_step, Batch};
+use crate::data::loader::Loader;
+use crate::data::Dataset;
+
+#[derive(Clone, Copy, Debug)]
+pub struct LrFindConfig {
+    pub min_lr: f64,
+    pub max_lr: f64,
+    pub values: usize,
+    pub steps_per_value: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+/// One point of the sweep.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrPoint {
+    pub lr: f64,
+    /// Mean loss of the steps at this rate.
+    pub loss: f64,
+    /// Bias-corrected exponential moving average of `loss` (beta 0.9).
+    pub smoothed: f64,
+}
+
+/// Runs the sweep; stops early once the loss is not finite or above 4x its best.
+pub fn lr_find<B: AutodiffBackend, D: Dataset>(
+    preset: &Preset,
+    config: &LrFindConfig,
+    data: &D,
+    device: &B::Device,
+    mut on_point: impl FnMut(&LrPoint),
+) -> Vec<LrPoint> {
+    B::seed(device, config.seed);
+    let model_config = preset.model.clone();
+    let mut model: Dit<B> = model_config.init(device);
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init::<B, Dit<B>>();
+    let schedule = NoiseSchedule::new(&preset.schedule);
+    let mut rng = NoiseRng::new(config.seed, 1);
+    let mut loader = Loader::new(data, config.seed);
+    let ratio = (config.max_lr / config.min_lr).ln();
+    let mut points = Vec::new();
+    let (mut avg, mut best) = (0.0, f64::INFINITY);
+    for i in 0..config.values {
+        let lr = config.min_lr * (ratio * i as f64 / (config.values - 1).max(1) as f64).exp();
+        let mut sum = 0.0;
+        for _ in 0..config.steps_per_value {
+            let batch = Batch::<B>::draw(
+                &mut loader,
+                &mut rng,
+                &schedule,
+                &model_config,
+                config.batch_size,
+                model_config.class_dropout,
+                device,
+            );
+            let (next, loss, _) = optimizer_step(model, &mut optim, batch, lr, None);
+            model = next;
+            sum += loss;
+        }
+        let loss = sum / config.steps_per_value as f64;
+        avg = 0.9 * avg + 0.1 * loss;
+        let smoothed = avg / (1.0 - 0.9f64.powi(i as i32 + 1));
+        let point = LrPoint { lr, loss, smoothed };
+        on_point(&point);
+        points.push(point);
+        best = best.min(smoothed);
+        if !loss.is_finite() || smoothed > 4.0 * best {
+            break;
+        }
+    }
+    points
+}
+
+/// The rate at the steepest descent of the smoothed loss against log10(lr), before its minimum
+/// (the geometric middle of the steepest segment).
+pub fn suggest(points: &[LrPoint]) -> Option<f64> {
+    let min_at = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.smoothed.is_finite())
+        .min_by(|a, b| a.1.smoothed.total_cmp(&b.1.smoothed))?
+        .0;
+    points[..=min_at]
+        .windows(2)
+        .map(|w| {
+            (
+                (w[0].lr * w[1].lr).sqrt(),
+                (w[1].smoothed - w[0].smoothed) / (w[1].lr.log10() - w[0].lr.log10()),
+            )
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(lr, _)| lr)
+}

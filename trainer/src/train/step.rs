@@ -1,0 +1,150 @@
+//! One optimizer step: draw a noisy batch on the host, predict the noise, MSE, backward, clip,
+//! AdamW. Shared by training and the LR finder.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use dit_web::diffusion::{NoiseRng, NoiseSchedule};
+use dit_web::{Dit, DitConfig};
+
+use crate::data::loader::Loader;
+use crate::data::Dataset;
+
+/// A training batch on the device: `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps` and its target eps.
+pub struct Batch<B: Backend> {
+    pub x_t: Tensor<B, 4>,
+    pub eps: Tensor<B, 4>,
+    pub t: Tensor<B, 1>,
+    pub y: Tensor<B, 1, Int>,
+}
+
+impl<B: Backend> Batch<B> {
+    /// Next images from the loader; uniform timesteps, fresh noise and label dropout all come
+    /// from the run's host RNG (in this order), so a resumed run draws the same numbers.
+    pub fn draw<D: Dataset>(
+        loader: &mut Loader<'_, D>,
+        rng: &mut NoiseRng,
+        schedule: &NoiseSchedule,
+        config: &DitConfig,
+        n: usize,
+        label_dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        let null_label = config.null_label();
+        let (x0, mut labels) = loader.next_batch(n);
+        let t: Vec<usize> = (0..n)
+            .map(|_| rng.below(schedule.num_timesteps()))
+            .collect();
+        let mut eps = vec![0f32; x0.len()];
+        rng.fill_normal(&mut eps);
+        if let Some(null) = null_label {
+            for l in labels.iter_mut() {
+                if rng.uniform() < label_dropout {
+                    *l = null;
+                }
+            }
+        }
+        let per_image = config.image_len();
+        let x_t: Vec<f32> = x0
+            .iter()
+            .zip(&eps)
+            .enumerate()
+            .map(|(i, (&x, &e))| {
+                let (a, b) = schedule.noise_coefficients(t[i / per_image]);
+                a as f32 * x + b as f32 * e
+            })
+            .collect();
+        let shape = [n, config.in_channels, config.input_size, config.input_size];
+        Self {
+            x_t: Tensor::from_data(TensorData::new(x_t, shape), device),
+            eps: Tensor::from_data(TensorData::new(eps, shape), device),
+            t: Tensor::from_data(
+                TensorData::new(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), [n]),
+                device,
+            ),
+            y: Tensor::from_data(
+                TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
+                device,
+            ),
+        }
+    }
+}
+
+/// Forward, epsilon-MSE, backward, global-norm clipping, AdamW. Returns the updated model, the
+/// loss and the gradient norm before clipping.
+pub fn optimizer_step<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
+    model: Dit<B>,
+    optim: &mut O,
+    batch: Batch<B>,
+    lr: f64,
+    grad_clip: Option<f64>,
+) -> (Dit<B>, f64, f64) {
+    let loss = (model.forward(batch.x_t, batch.t, batch.y) - batch.eps)
+        .powf_scalar(2.0)
+        .mean();
+    let loss_value: f64 = loss.clone().into_scalar().elem();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let (grads, grad_norm) = clip_global_norm(grads, &model, grad_clip);
+    (optim.step(lr, model, grads), loss_value, grad_norm)
+}
+
+struct Ids(Vec<(ParamId, usize)>);
+
+impl<B: Backend> ModuleVisitor<B> for Ids {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push((param.id, D));
+    }
+}
+
+/// Global gradient-norm clipping as PyTorch's `clip_grad_norm_` (burn's own clipping works per
+/// tensor). Returns the gradients and their norm before clipping, read back once.
+pub fn clip_global_norm<B: AutodiffBackend>(
+    mut grads: GradientsParams,
+    model: &Dit<B>,
+    max_norm: Option<f64>,
+) -> (GradientsParams, f64) {
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
+    macro_rules! each_rank {
+        ($f:ident) => {
+            for &(id, rank) in &ids.0 {
+                match rank {
+                    1 => $f!(grads, id, 1),
+                    2 => $f!(grads, id, 2),
+                    3 => $f!(grads, id, 3),
+                    4 => $f!(grads, id, 4),
+                    _ => unreachable!("DiT parameters have rank 1 to 4"),
+                }
+            }
+        };
+    }
+    macro_rules! add_square {
+        ($g:ident, $id:ident, $d:literal) => {
+            if let Some(g) = $g.get::<B::InnerBackend, $d>($id) {
+                let s = g.powf_scalar(2.0).sum();
+                total = Some(match total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        };
+    }
+    each_rank!(add_square);
+    let norm = total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt());
+    if let Some(max) = max_norm {
+        if norm > max {
+            let scale = max / (norm + 1e-6);
+            macro_rules! scale {
+                ($g:ident, $id:ident, $d:literal) => {
+                    if let Some(g) = $g.remove::<B::InnerBackend, $d>($id) {
+                        $g.register::<B::InnerBackend, $d>($id, g * scale);
+                    }
+                };
+            }
+            each_rank!(scale);
+        }
+    }
+    (grads, norm)
+}
