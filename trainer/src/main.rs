@@ -9,9 +9,11 @@ use dit_web::generate::generate_pngs;
 use dit_web::weights::Quantization;
 use dit_web::Preset;
 use indicatif::{ProgressBar, ProgressStyle};
+use trainer::data::celeba::{CelebA, Partition};
 use trainer::data::mnist::{Mnist, Split};
+use trainer::data::Dataset;
 use trainer::train::lr::{Decay, LrSchedule};
-use trainer::train::{train, TrainConfig};
+use trainer::train::{train, TrainConfig, TrainOutcome};
 use trainer::{export, Cpu};
 
 #[derive(Parser)]
@@ -304,10 +306,6 @@ fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         sample_every: args.sample_every,
         spike_factor: args.spike_factor,
     };
-    if !mnist {
-        return Err("CelebA training is not wired into this build yet (MNIST presets only)".into());
-    }
-    let data = Mnist::load(&args.data, Split::Train)?;
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template(
@@ -322,17 +320,22 @@ fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             row.loss, row.lr, row.images_per_sec
         ));
     };
-    let outcome = match args.backend {
-        BackendChoice::Cpu => train::<burn::backend::Autodiff<Cpu>, _>(
+    let outcome = if mnist {
+        train_on(
             &preset,
             &config,
-            &data,
-            &args.run,
-            args.resume,
-            &Default::default(),
+            &Mnist::load(&args.data, Split::Train)?,
+            &args,
             on_step,
-        )?,
-        BackendChoice::Cuda => train_cuda(&preset, &config, &data, &args, on_step)?,
+        )?
+    } else {
+        train_on(
+            &preset,
+            &config,
+            &CelebA::load(&args.data, Partition::Train)?,
+            &args,
+            on_step,
+        )?
     };
     bar.finish();
     println!(
@@ -340,41 +343,53 @@ fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         outcome.final_step,
         args.run.display()
     );
+    let (skipped, reasons) = &outcome.skipped;
+    if *skipped > 0 {
+        println!("skipped {skipped} unreadable images, e.g.:");
+        for reason in reasons {
+            println!("  {reason}");
+        }
+    }
     Ok(())
 }
 
-#[cfg(feature = "cuda")]
-fn train_cuda(
+/// Runs training on the chosen backend.
+fn train_on<D: Dataset>(
     preset: &Preset,
     config: &TrainConfig,
-    data: &Mnist,
+    data: &D,
     args: &TrainArgs,
     on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
-) -> Result<trainer::train::TrainOutcome, Box<dyn std::error::Error>> {
-    type Cuda = burn::backend::Autodiff<burn::backend::Cuda>;
-    Ok(train::<Cuda, _>(
-        preset,
-        config,
-        data,
-        &args.run,
-        args.resume,
-        &Default::default(),
-        on_step,
-    )?)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn train_cuda(
-    _: &Preset,
-    _: &TrainConfig,
-    _: &Mnist,
-    _: &TrainArgs,
-    _: impl FnMut(&trainer::report::metrics::MetricsRow),
-) -> Result<trainer::train::TrainOutcome, Box<dyn std::error::Error>> {
-    Err(
-        "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
-            .into(),
-    )
+) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
+    match args.backend {
+        BackendChoice::Cpu => Ok(train::<burn::backend::Autodiff<Cpu>, _>(
+            preset,
+            config,
+            data,
+            &args.run,
+            args.resume,
+            &Default::default(),
+            on_step,
+        )?),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => {
+            type Cuda = burn::backend::Autodiff<burn::backend::Cuda>;
+            Ok(train::<Cuda, _>(
+                preset,
+                config,
+                data,
+                &args.run,
+                args.resume,
+                &Default::default(),
+                on_step,
+            )?)
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendChoice::Cuda => Err(
+            "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
+                .into(),
+        ),
+    }
 }
 
 fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {

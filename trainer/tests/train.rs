@@ -199,7 +199,7 @@ fn loader_reshuffles_each_epoch_and_resumes_mid_epoch() {
     let next = loader.next_batch(8);
     assert_eq!(Loader::resume(&data, saved).next_batch(8), next);
     let mut image = vec![0f32; data.image_len()];
-    data.image_into(0, &mut image);
+    data.image_into(0, &mut image).unwrap();
     assert!(image.iter().all(|v| (-1.0..=1.0).contains(v)));
 }
 

@@ -64,12 +64,12 @@ impl Dataset for Mnist {
         self.rows * self.cols
     }
 
-    fn image_into(&self, index: usize, out: &mut [f32]) -> usize {
+    fn image_into(&self, index: usize, out: &mut [f32]) -> Result<usize, String> {
         let n = self.image_len();
         for (o, &p) in out.iter_mut().zip(&self.images[index * n..(index + 1) * n]) {
             *o = p as f32 / 127.5 - 1.0;
         }
-        self.labels[index] as usize
+        Ok(self.labels[index] as usize)
     }
 }
 

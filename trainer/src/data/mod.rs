@@ -1,5 +1,6 @@
 //! Training data: datasets that hand out images in [-1, 1], and the shuffling batch loader.
 
+pub mod celeba;
 pub mod loader;
 pub mod mnist;
 
@@ -11,8 +12,9 @@ pub trait Dataset: Send + Sync {
     }
     /// Values per image (C x H x W).
     fn image_len(&self) -> usize;
-    /// Writes image `index` as `[C, H, W]` in [-1, 1] into `out` and returns its label.
-    fn image_into(&self, index: usize, out: &mut [f32]) -> usize;
+    /// Writes image `index` as `[C, H, W]` in [-1, 1] into `out` and returns its label, or why
+    /// the image cannot be used (the loader skips it and counts it).
+    fn image_into(&self, index: usize, out: &mut [f32]) -> Result<usize, String>;
 }
 
 /// Why a dataset could not be read.

@@ -70,6 +70,8 @@ pub struct TrainOutcome {
     /// (step, loss) of every step run by this call.
     pub losses: Vec<(u64, f64)>,
     pub final_step: u64,
+    /// Images the loader could not read (each attempt counted), and the first reasons.
+    pub skipped: (u64, Vec<String>),
 }
 
 /// Trains `preset` on `data` into the run folder `run`, resuming from its latest checkpoint when
@@ -214,8 +216,10 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             last_good = dir.display().to_string();
         }
     }
+    let (count, reasons) = loader.skipped();
     Ok(TrainOutcome {
         losses,
         final_step: state.step,
+        skipped: (count, reasons.to_vec()),
     })
 }

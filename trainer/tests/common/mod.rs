@@ -56,3 +56,30 @@ pub fn write_idx(path: &Path, magic: u32, dims: &[u32], data: &[u8]) {
     gz.write_all(&raw).unwrap();
     gz.finish().unwrap();
 }
+
+/// Writes a CelebA-format folder: `n` 178x218 JPEGs (red centre on a blue border; even images
+/// male), the attribute list with `Male` among other attributes, and the partition list (the
+/// last image in the test partition).
+pub fn write_celeba(root: &Path, n: usize) {
+    let dir = root.join("img_align_celeba");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut attrs = format!("{n}\n5_o_Clock_Shadow Arched_Eyebrows Male Smiling\n");
+    let mut parts = String::new();
+    for i in 0..n {
+        let name = format!("{:06}.jpg", i + 1);
+        let image = image::RgbImage::from_fn(178, 218, |x, y| {
+            let centre = (25..153).contains(&x) && (45..173).contains(&y);
+            if centre {
+                image::Rgb([220, 20, 20])
+            } else {
+                image::Rgb([20, 20, 220])
+            }
+        });
+        image.save(dir.join(&name)).unwrap();
+        let male = if i % 2 == 0 { " 1" } else { "-1" };
+        attrs.push_str(&format!("{name} -1  1 {male}  1\n"));
+        parts.push_str(&format!("{name} {}\n", if i + 1 == n { 2 } else { 0 }));
+    }
+    std::fs::write(root.join("list_attr_celeba.txt"), attrs).unwrap();
+    std::fs::write(root.join("list_eval_partition.txt"), parts).unwrap();
+}
