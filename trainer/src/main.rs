@@ -38,6 +38,17 @@ enum Command {
     /// LR range test: loss against an exponentially growing learning rate (CSV + PNG) and a
     /// suggested maximum rate.
     LrFind(LrFindArgs),
+    /// Download a dataset, verifying checksums (MNIST only; CelebA must be fetched by hand).
+    Download {
+        /// Which dataset: mnist.
+        dataset: String,
+        /// Folder to put the files in.
+        #[arg(long)]
+        data: PathBuf,
+        /// Base URL holding <name>.gz files.
+        #[arg(long, default_value = trainer::data::download::DEFAULT_MIRROR)]
+        mirror: String,
+    },
     /// Redraw a run's loss.png and progress.gif from its metrics and sample grids.
     Report {
         #[arg(long)]
@@ -195,6 +206,24 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Generate(args) => generate_command(args),
         Command::Export(args) => export_command(args),
         Command::LrFind(args) => lr_find_command(args),
+        Command::Download {
+            dataset,
+            data,
+            mirror,
+        } => {
+            use trainer::data::download::{download, MNIST_FILES};
+            if dataset != "mnist" {
+                return Err(format!(
+                    "`{dataset}` cannot be downloaded automatically; only `mnist` can (CelebA: get \
+                     img_align_celeba, list_attr_celeba.txt and list_eval_partition.txt from its official page)"
+                )
+                .into());
+            }
+            for (name, fetched) in download(&mirror, &data, &MNIST_FILES)? {
+                println!("{name}.gz: {fetched:?}");
+            }
+            Ok(())
+        }
         Command::Report { run } => {
             trainer::report::refresh(&run)?;
             println!(

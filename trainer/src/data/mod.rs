@@ -1,6 +1,7 @@
 //! Training data: datasets that hand out images in [-1, 1], and the shuffling batch loader.
 
 pub mod celeba;
+pub mod download;
 pub mod loader;
 pub mod mnist;
 
