@@ -117,18 +117,7 @@ fn quantization_report_for_the_mnist_preset() {
     for quantization in [Quantization::F16, Quantization::Int8] {
         let bytes = encode(&model, meta(&config, quantization));
         let file = WeightFile::from_bytes(&bytes).unwrap();
-        let worst = file
-            .tensors
-            .iter()
-            .filter(|(_, t)| t.shape.len() >= 2)
-            .map(|(name, t)| {
-                (
-                    name.clone(),
-                    quant::error(&original.tensors[name].data, &t.data),
-                )
-            })
-            .max_by(|a, b| a.1.relative_rms.total_cmp(&b.1.relative_rms))
-            .unwrap();
+        let worst = original.matrix_errors(&file).into_iter().next().unwrap();
         let out = fixed_output(&load(&bytes).unwrap(), 200.0);
         let out_err = relative_error(&reference, &out);
         println!(

@@ -243,6 +243,24 @@ impl WeightFile {
         safetensors::serialize(views, Some(metadata)).map_err(malformed)
     }
 
+    /// The error of every matrix (rank >= 2) of `other` against the same tensor here, largest
+    /// first: how much a quantized copy lost.
+    pub fn matrix_errors(&self, other: &WeightFile) -> Vec<(String, quant::QuantError)> {
+        let mut errors: Vec<_> = self
+            .tensors
+            .iter()
+            .filter(|(_, t)| t.shape.len() >= 2)
+            .filter_map(|(name, t)| {
+                other
+                    .tensors
+                    .get(name)
+                    .map(|o| (name.clone(), quant::error(&t.data, &o.data)))
+            })
+            .collect();
+        errors.sort_by(|a, b| b.1.relative_rms.total_cmp(&a.1.relative_rms));
+        errors
+    }
+
     /// Reads every parameter of a model (a synchronous read-back: native only).
     pub fn from_model<B: Backend>(model: &Dit<B>, meta: WeightsMeta) -> Self {
         let mut collector = Collector {

@@ -85,17 +85,7 @@ pub fn encode(
     file.meta.quantization = quantization;
     let bytes = file.to_bytes()?;
     let back = WeightFile::from_bytes(&bytes)?;
-    let worst = file
-        .tensors
-        .iter()
-        .filter(|(_, t)| t.shape.len() >= 2)
-        .map(|(name, t)| {
-            (
-                name.clone(),
-                quant::error(&t.data, &back.tensors[name].data),
-            )
-        })
-        .max_by(|a, b| a.1.relative_rms.total_cmp(&b.1.relative_rms));
+    let worst = file.matrix_errors(&back).into_iter().next();
     let report = ExportReport {
         bytes: bytes.len(),
         worst,

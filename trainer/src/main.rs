@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dit_web::diffusion::{SamplerConfig, SamplerKind};
 use dit_web::generate::generate_pngs;
@@ -390,8 +391,14 @@ fn train_on<D: Dataset>(
     args: &TrainArgs,
     on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
 ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
-    match args.backend {
-        BackendChoice::Cpu => Ok(train::<burn::backend::Autodiff<Cpu>, _>(
+    fn on<B: AutodiffBackend, D: Dataset>(
+        preset: &Preset,
+        config: &TrainConfig,
+        data: &D,
+        args: &TrainArgs,
+        on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
+    ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
+        Ok(train::<B, D>(
             preset,
             config,
             data,
@@ -399,20 +406,16 @@ fn train_on<D: Dataset>(
             args.resume,
             &Default::default(),
             on_step,
-        )?),
-        #[cfg(feature = "cuda")]
-        BackendChoice::Cuda => {
-            type Cuda = burn::backend::Autodiff<burn::backend::Cuda>;
-            Ok(train::<Cuda, _>(
-                preset,
-                config,
-                data,
-                &args.run,
-                args.resume,
-                &Default::default(),
-                on_step,
-            )?)
+        )?)
+    }
+    match args.backend {
+        BackendChoice::Cpu => {
+            on::<burn::backend::Autodiff<Cpu>, D>(preset, config, data, args, on_step)
         }
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => on::<burn::backend::Autodiff<burn::backend::Cuda>, D>(
+            preset, config, data, args, on_step,
+        ),
         #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda => Err(
             "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
