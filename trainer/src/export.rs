@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use dit_web::weights::{quant, Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::{Dit, Preset};
+use dit_web::Preset;
 
 use crate::train::checkpoint::{self, CheckpointError};
 use crate::train::TrainConfig;
@@ -42,15 +42,12 @@ pub fn run_config(run: &Path) -> Result<(Preset, TrainConfig), ExportError> {
 }
 
 /// The latest checkpoint's EMA (or raw) weights as an f32 [`WeightFile`].
-pub fn from_run(run: &Path, ema: bool) -> Result<(WeightFile, Dit<Cpu>), ExportError> {
+pub fn from_run(run: &Path, ema: bool) -> Result<WeightFile, ExportError> {
     let (preset, config) = run_config(run)?;
     let dir = checkpoint::latest(run)?;
     let state = checkpoint::load_state(&dir)?;
     let device = Default::default();
-    let model_config = preset
-        .model
-        .clone()
-        .with_class_dropout(config.label_dropout);
+    let model_config = config.model_config(&preset);
     let model = checkpoint::load_weights::<Cpu>(
         &dir,
         if ema { "ema" } else { "model" },
@@ -67,7 +64,7 @@ pub fn from_run(run: &Path, ema: bool) -> Result<(WeightFile, Dit<Cpu>), ExportE
         ema,
         quantization: Quantization::F32,
     };
-    Ok((WeightFile::from_model(&model, meta), model))
+    Ok(WeightFile::from_model(&model, meta))
 }
 
 /// What `trainer export` prints.

@@ -427,7 +427,7 @@ fn train_on<D: Dataset>(
 fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = match (&args.weights, &args.run) {
         (Some(path), _) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        (None, Some(run)) => export::from_run(run, !args.raw)?.0.to_bytes()?,
+        (None, Some(run)) => export::from_run(run, !args.raw)?.to_bytes()?,
         (None, None) => unreachable!("clap requires --weights or --run"),
     };
     let config = SamplerConfig {
@@ -451,7 +451,7 @@ fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn export_command(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let (file, _) = export::from_run(&args.run, !args.raw)?;
+    let file = export::from_run(&args.run, !args.raw)?;
     let step = file.meta.step;
     let (bytes, report) = export::encode(file, args.quant)?;
     let tmp = args.out.with_extension("tmp");

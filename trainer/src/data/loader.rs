@@ -15,6 +15,17 @@ pub struct LoaderState {
     pub position: usize,
 }
 
+impl LoaderState {
+    /// The start of a run: epoch 0, first image.
+    pub fn start(seed: u64) -> Self {
+        Self {
+            seed,
+            epoch: 0,
+            position: 0,
+        }
+    }
+}
+
 pub struct Loader<'a, D: Dataset> {
     data: &'a D,
     state: LoaderState,
@@ -29,14 +40,7 @@ const KEEP_REASONS: usize = 10;
 
 impl<'a, D: Dataset> Loader<'a, D> {
     pub fn new(data: &'a D, seed: u64) -> Self {
-        Self::resume(
-            data,
-            LoaderState {
-                seed,
-                epoch: 0,
-                position: 0,
-            },
-        )
+        Self::resume(data, LoaderState::start(seed))
     }
 
     pub fn resume(data: &'a D, state: LoaderState) -> Self {

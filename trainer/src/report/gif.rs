@@ -14,27 +14,26 @@ pub fn from_pngs(
     }
     let tmp = out.with_extension("gif.tmp");
     {
-        let file = std::fs::File::create(&tmp)?;
-        let mut encoder: Option<gif::Encoder<std::fs::File>> = None;
-        let mut file = Some(file);
+        // The first frame fixes the canvas size.
+        let (width, height, _) = read_rgba(&frames[0])?;
+        let mut encoder = gif::Encoder::new(std::fs::File::create(&tmp)?, width, height, &[])?;
+        encoder.set_repeat(gif::Repeat::Infinite)?;
         for (k, path) in frames.iter().enumerate() {
-            let (width, height, mut rgba) = read_rgba(path)?;
-            let enc = match encoder.as_mut() {
-                Some(e) => e,
-                None => {
-                    let mut e =
-                        gif::Encoder::new(file.take().expect("file once"), width, height, &[])?;
-                    e.set_repeat(gif::Repeat::Infinite)?;
-                    encoder.insert(e)
-                }
-            };
-            let mut frame = gif::Frame::from_rgba_speed(width, height, &mut rgba, 10);
+            let (w, h, mut rgba) = read_rgba(path)?;
+            if (w, h) != (width, height) {
+                return Err(format!(
+                    "{}: {w}x{h}, the first grid is {width}x{height}",
+                    path.display()
+                )
+                .into());
+            }
+            let mut frame = gif::Frame::from_rgba_speed(w, h, &mut rgba, 10);
             frame.delay = if k + 1 == frames.len() {
                 delay * 4
             } else {
                 delay
             };
-            enc.write_frame(&frame)?;
+            encoder.write_frame(&frame)?;
         }
     }
     std::fs::rename(&tmp, out)?;

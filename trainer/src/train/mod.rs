@@ -14,10 +14,10 @@ use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
-use dit_web::{Dit, Preset};
+use dit_web::{Dit, DitConfig, Preset};
 use serde::{Deserialize, Serialize};
 
-use crate::data::loader::Loader;
+use crate::data::loader::{Loader, LoaderState};
 use crate::data::Dataset;
 use crate::report::metrics::{Metrics, MetricsRow};
 use checkpoint::RunState;
@@ -41,6 +41,13 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Stop when a loss exceeds this factor times the running average (NaN/inf always stop).
     pub spike_factor: f64,
+}
+
+impl TrainConfig {
+    /// The network this run trains: the preset's, with the run's label dropout.
+    pub fn model_config(&self, preset: &Preset) -> DitConfig {
+        preset.model.clone().with_class_dropout(self.label_dropout)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +92,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     device: &B::Device,
     mut on_step: impl FnMut(&MetricsRow),
 ) -> Result<TrainOutcome, TrainError> {
-    let model_config = preset
-        .model
-        .clone()
-        .with_class_dropout(config.label_dropout);
+    let model_config = config.model_config(preset);
     if data.image_len() != model_config.image_len() {
         return Err(TrainError::Config(format!(
             "the data has {} values per image, the preset `{}` expects {}",
@@ -123,7 +127,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     let mut state = RunState {
         step: 0,
         rng: NoiseRng::new(config.seed, 1).state(),
-        loader: Loader::new(data, config.seed).state(),
+        loader: LoaderState::start(config.seed),
         last_loss: None,
     };
     if resume {
