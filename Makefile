@@ -1,25 +1,70 @@
 # dit-web: the commands a newcomer runs. `make help` lists them.
 SHELL := /bin/bash
 CARGO ?= cargo
+PORT ?= 8080
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, "", $$0); print; exit }' Cargo.lock)
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_DIR := tests/browser
+WASM := pkg/dit_web_bg.wasm
 
-.PHONY: help test lint unit bench fuzz fuzz-seeds
+.PHONY: help test lint unit browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
-	@echo "make test        format check, clippy (-D warnings), all Rust tests (what CI runs)"
+	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
+	@echo "make test        format, clippy (native + wasm), all Rust tests, browser tests in headless Chromium (what CI runs)"
+	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
+	@echo "make sizes       raw and gzip sizes of everything the page fetches"
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
+	@echo "make bench-browser  www/bench.html in headless Chromium: ms per step per backend and batch"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
-test: lint unit
+test: lint unit browser
 
-lint:
+lint: setup-wasm
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
 	$(CARGO) test --workspace
 
+browser: pkg setup-browser
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) npm test
+
+demo: pkg
+	node tools/serve.mjs www $(PORT)
+
+# wasm-pack writes pkg/ (www/pkg links to it). It would download binaryen and wasm-bindgen when
+# missing, which an offline machine cannot: setup-wasm installs them from crates.io and npm instead.
+pkg: setup-wasm
+	wasm-pack build --target web --profile wasm-release --no-opt --mode no-install
+	tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
+		--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+		--enable-mutable-globals --enable-reference-types --enable-multivalue \
+		$(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
+	@ls -l $(WASM)
+	node tools/catalogue.mjs
+
+setup-wasm:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@command -v wasm-pack >/dev/null || $(CARGO) install wasm-pack --locked
+	@wasm-bindgen --version 2>/dev/null | grep -qF "$(WASM_BINDGEN_VERSION)" || \
+		$(CARGO) install wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)"
+	@test -x tools/node_modules/.bin/wasm-opt || (cd tools && npm ci --no-audit --no-fund)
+
+setup-browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get install -y chromium >/dev/null; } || \
+		{ echo "Chromium is missing: install Debian's 'chromium' package (or set CHROMIUM=/path/to/chrome)"; exit 1; }
+	@test -d $(BROWSER_DIR)/node_modules/playwright-core || (cd $(BROWSER_DIR) && npm ci --no-audit --no-fund)
+
+sizes: pkg
+	@node tools/sizes.mjs
+
 bench:
 	$(CARGO) bench --bench model
+
+bench-browser: pkg setup-browser
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
 
 FUZZ_SECONDS ?= 600
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.

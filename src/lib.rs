@@ -10,12 +10,15 @@
 //! - [`weights`]: the weight file (safetensors + JSON metadata) with f32 / f16 / int8 tensors.
 //! - [`image`]: tensors to RGBA and PNG, grids.
 //! - [`generate`]: the whole pipeline, from a model and a request to images.
+//! - `web` (wasm32 only): the wasm-bindgen API the page's worker calls.
 
 pub mod config;
 pub mod diffusion;
 pub mod generate;
 pub mod image;
 pub mod model;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
 
 pub use config::{Conditioning, Convention, DitConfig, Flavour, Preset, ScheduleConfig};

@@ -1,0 +1,325 @@
+//! The wasm-bindgen API. JavaScript sees one class:
+//!
+//! ```js
+//! const session = await DitSession.create("webgpu");          // or "cpu"
+//! const meta = session.loadWeights(bytes);                     // {model, labels, dataset, ...}
+//! const images = await session.generate(
+//!   { labels: ["3", "7"], sampler: "dpm++", steps: 20, cfg: 1.5, seed: 42, preview: true },
+//!   (p) => console.log(p.step, p.total, p.preview),            // optional progress callback
+//! );                                                           // [{label, width, height, rgba}]
+//! ```
+//!
+//! Inputs are checked before any work starts; a bad request, a malformed weight file or a
+//! failed GPU read-back is a rejected promise / thrown `Error` with a message, never a panic.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::backend::wgpu::WgpuDevice;
+use burn::tensor::backend::Backend;
+use js_sys::{Array, Function, Object, Reflect, Uint8ClampedArray};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::device::{self, BackendKind, Cpu, Gpu};
+use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig, SamplerKind};
+use crate::generate::{resolve_labels, to_images, Denoiser, GenerateError};
+use crate::image;
+use crate::model::Dit;
+use crate::weights::{WeightFile, WeightsMeta};
+
+/// Largest batch one call may ask for (the page offers up to 16; memory grows with it).
+pub const MAX_BATCH: usize = 64;
+/// Most network evaluations one call may ask for.
+pub const MAX_STEPS: usize = 1000;
+
+#[wasm_bindgen(start)]
+fn start() {
+    // Should anything still panic, the console shows where instead of "unreachable".
+    console_error_panic_hook::set_once();
+}
+
+/// A generation request, as the page sends it (field names are the page's).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    /// Label names or indices, one image each.
+    labels: Vec<String>,
+    #[serde(default = "default_sampler")]
+    sampler: String,
+    #[serde(default = "default_steps")]
+    steps: usize,
+    /// Classifier-free guidance scale (1 = off).
+    #[serde(default = "one")]
+    cfg: f32,
+    #[serde(default)]
+    seed: f64,
+    /// DDIM's eta.
+    #[serde(default)]
+    eta: f64,
+    /// Pass the current x0 prediction as RGBA to the progress callback.
+    #[serde(default)]
+    preview: bool,
+}
+
+fn default_sampler() -> String {
+    "dpm++".into()
+}
+fn default_steps() -> usize {
+    20
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl Request {
+    fn parse(value: &JsValue) -> Result<Self, String> {
+        let json: String = js_sys::JSON::stringify(value)
+            .map_err(|_| "the request is not a plain object".to_string())?
+            .into();
+        serde_json::from_str(&json).map_err(|e| format!("bad request: {e}"))
+    }
+
+    fn sampler_config(&self) -> Result<SamplerConfig, String> {
+        let kind: SamplerKind = self.sampler.parse()?;
+        if self.steps > MAX_STEPS || (self.steps == 0 && kind != SamplerKind::Ddpm) {
+            return Err(format!(
+                "steps must be 1..={MAX_STEPS} (0 means every timestep, DDPM only), got {}",
+                self.steps
+            ));
+        }
+        // A JS number holds integers exactly up to 2^53.
+        const MAX_SEED: f64 = 9_007_199_254_740_991.0;
+        if !(self.seed.fract() == 0.0 && (0.0..=MAX_SEED).contains(&self.seed)) {
+            return Err(format!(
+                "seed must be a whole number in 0..=2^53-1, got {}",
+                self.seed
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(format!("eta must be in [0, 1], got {}", self.eta));
+        }
+        Ok(SamplerConfig {
+            kind,
+            steps: self.steps,
+            eta: self.eta,
+            guidance: self.cfg,
+            clip_x0: false,
+            seed: self.seed as u64,
+        })
+    }
+}
+
+/// A loaded network on one backend (lives once per session behind an `Rc`, so the size
+/// difference between the variants costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum Loaded {
+    Gpu(Dit<Gpu>),
+    Cpu(Dit<Cpu>),
+}
+
+struct Inner {
+    backend: BackendKind,
+    gpu: Option<WgpuDevice>,
+    /// Shared with running generations, so loading new weights never disturbs one.
+    model: Option<Rc<(Loaded, WeightsMeta)>>,
+}
+
+/// A model session on one backend: load weights, then generate.
+#[wasm_bindgen]
+pub struct DitSession {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[wasm_bindgen]
+impl DitSession {
+    /// Opens a session on `"webgpu"` (check `navigator.gpu.requestAdapter()` first) or `"cpu"`.
+    pub async fn create(backend: String) -> Result<DitSession, JsError> {
+        let backend = BackendKind::parse(&backend).map_err(|e| JsError::new(&e))?;
+        let gpu = match backend {
+            BackendKind::WebGpu => Some(device::init_webgpu().await),
+            BackendKind::Cpu => None,
+        };
+        Ok(DitSession {
+            inner: Rc::new(RefCell::new(Inner {
+                backend,
+                gpu,
+                model: None,
+            })),
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.borrow().backend.name().into()
+    }
+
+    /// Loads a dit-web weight file (safetensors + metadata) and returns its metadata:
+    /// `{format_version, model, schedule, labels, dataset, step, ema, quantization, params}`.
+    /// A malformed file throws and leaves any previously loaded model in place.
+    #[wasm_bindgen(js_name = loadWeights)]
+    pub fn load_weights(&self, bytes: &[u8]) -> Result<JsValue, JsError> {
+        let mut inner = self.inner.borrow_mut();
+        let file = WeightFile::from_bytes(bytes).map_err(to_js)?;
+        let (loaded, meta) = match (&inner.backend, &inner.gpu) {
+            (BackendKind::WebGpu, Some(device)) => {
+                let (model, meta) = file.into_model::<Gpu>(device).map_err(to_js)?;
+                (Loaded::Gpu(model), meta)
+            }
+            _ => {
+                let (model, meta) = file.into_model::<Cpu>(&Default::default()).map_err(to_js)?;
+                (Loaded::Cpu(model), meta)
+            }
+        };
+        let mut json = serde_json::to_value(&meta).map_err(to_js)?;
+        json["params"] = meta.model.num_params().to_string().into();
+        inner.model = Some(Rc::new((loaded, meta)));
+        js_sys::JSON::parse(&json.to_string()).map_err(|_| JsError::new("metadata to JS"))
+    }
+
+    /// Generates one image per label. Resolves to `[{label, width, height, rgba}]` with `rgba` a
+    /// `Uint8ClampedArray` ready for `new ImageData(rgba, width, height)`. `on_step`, when given,
+    /// is called after every step with `{step, total, t, preview?}` (`preview`: the current
+    /// prediction of the clean images, same shape as the result, when the request asks for it).
+    pub fn generate(&self, request: JsValue, on_step: Option<Function>) -> js_sys::Promise {
+        // The borrow ends here: nothing holds the RefCell across an await.
+        let model = self.inner.borrow().model.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(model) = model else {
+                return Err(JsError::new("no weights loaded: call loadWeights first").into());
+            };
+            run(&model, &request, on_step.as_ref())
+                .await
+                .map_err(|e| JsError::new(&e).into())
+        })
+    }
+}
+
+fn to_js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+async fn run(
+    model: &(Loaded, WeightsMeta),
+    request: &JsValue,
+    on_step: Option<&Function>,
+) -> Result<JsValue, String> {
+    let request = Request::parse(request)?;
+    let config = request.sampler_config()?;
+    if request.labels.is_empty() || request.labels.len() > MAX_BATCH {
+        return Err(format!(
+            "give 1..={MAX_BATCH} labels (one image each), got {}",
+            request.labels.len()
+        ));
+    }
+    let (loaded, meta) = model;
+    let ids = resolve_labels(&meta.labels, &request.labels).map_err(|e| e.to_string())?;
+    let schedule = NoiseSchedule::new(&meta.schedule);
+    let shape = (meta.model.in_channels, meta.model.input_size);
+    let batch = match loaded {
+        Loaded::Gpu(model) => {
+            sample(model, &schedule, &ids, &config, shape, &request, on_step).await
+        }
+        Loaded::Cpu(model) => {
+            sample(model, &schedule, &ids, &config, shape, &request, on_step).await
+        }
+    }?;
+    let names: Vec<&str> = ids.iter().map(|&i| meta.labels[i].as_str()).collect();
+    Ok(images_to_js(&to_images(&batch, shape.0, shape.1), Some(&names)).into())
+}
+
+/// The native `generate::sample` loop with an asynchronous read-back per step.
+async fn sample<B: Backend>(
+    model: &Dit<B>,
+    schedule: &NoiseSchedule,
+    ids: &[usize],
+    config: &SamplerConfig,
+    (channels, size): (usize, usize),
+    request: &Request,
+    on_step: Option<&Function>,
+) -> Result<Vec<f32>, String> {
+    let denoiser =
+        Denoiser::new(model, ids, config.guidance).map_err(|e: GenerateError| e.to_string())?;
+    let mut sampler = Sampler::new(schedule, config, ids.len(), model.config().image_len());
+    while let Some(t) = sampler.timestep() {
+        let output = denoiser
+            .forward(sampler.x(), t)
+            .into_data_async()
+            .await
+            .map_err(|e| format!("reading the network output back from the device: {e:?}"))?
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| format!("network output: {e:?}"))?;
+        let x0 = sampler.advance(&denoiser.eps_from_output(output));
+        if let Some(callback) = on_step {
+            let progress = Object::new();
+            set(&progress, "step", &(sampler.steps_done() as u32).into());
+            set(&progress, "total", &(sampler.num_steps() as u32).into());
+            set(&progress, "t", &(t as u32).into());
+            if request.preview {
+                set(
+                    &progress,
+                    "preview",
+                    &images_to_js(&to_images(&x0, channels, size), None),
+                );
+            }
+            // A throwing callback stops the generation (the page uses this to cancel).
+            callback
+                .call1(&JsValue::NULL, &progress)
+                .map_err(|e| format!("progress callback threw: {}", describe(&e)))?;
+        }
+    }
+    Ok(sampler.into_output())
+}
+
+fn images_to_js(images: &[image::Rgba], labels: Option<&[&str]>) -> Array {
+    images
+        .iter()
+        .enumerate()
+        .map(|(k, image)| {
+            let object = Object::new();
+            if let Some(labels) = labels {
+                set(&object, "label", &labels[k].into());
+            }
+            set(&object, "width", &(image.width as u32).into());
+            set(&object, "height", &(image.height as u32).into());
+            set(
+                &object,
+                "rgba",
+                &Uint8ClampedArray::from(image.pixels.as_slice()).into(),
+            );
+            JsValue::from(object)
+        })
+        .collect()
+}
+
+fn set(object: &Object, key: &str, value: &JsValue) {
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(object, &key.into(), value);
+}
+
+fn describe(error: &JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| format!("{error:?}"))
+}
+
+/// Encodes RGBA as PNG bytes (the page's download button).
+#[wasm_bindgen(js_name = encodePng)]
+pub fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, JsError> {
+    let (w, h) = (width as usize, height as usize);
+    if w.checked_mul(h).and_then(|n| n.checked_mul(4)) != Some(rgba.len()) {
+        return Err(JsError::new(&format!(
+            "{} bytes is not a {width}x{height} RGBA image",
+            rgba.len()
+        )));
+    }
+    Ok(image::encode_png(&image::Rgba {
+        width: w,
+        height: h,
+        pixels: rgba.to_vec(),
+    }))
+}

@@ -1,0 +1,102 @@
+// Shared pieces of the browser tests: the static server, Chromium, and reference images from
+// `trainer generate` for the same weights, labels, sampler, steps and seed.
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { PNG } from "pngjs";
+import { serve } from "../../tools/serve.mjs";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const WWW = join(ROOT, "www");
+export const WEIGHTS = join(WWW, "weights/mnist.safetensors");
+/** The page and `trainer generate` agree within this much per channel (2/255). */
+export const TOLERANCE = 2;
+
+export async function startServer() {
+  const server = await serve(WWW, 0);
+  return { server, base: `http://127.0.0.1:${server.address().port}/` };
+}
+
+/** Chromium as the issue prescribes; without `webgpu` the page must fall back to the CPU. */
+export async function launch({ webgpu }) {
+  const profile = mkdtempSync(join(tmpdir(), "dit-web-chromium-"));
+  // Playwright passes the fresh profile as --user-data-dir itself.
+  const args = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+  ];
+  if (webgpu) args.push("--enable-unsafe-webgpu");
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    acceptDownloads: true,
+    args,
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
+/** A page that records console errors, CSP violations and uncaught exceptions. */
+export async function openPage(context) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  return { page, problems };
+}
+
+/** Runs `trainer generate` and returns its grid.png decoded. */
+export function reference({ labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
+  const out = mkdtempSync(join(tmpdir(), "dit-web-ref-"));
+  try {
+    // TRAINER=path/to/trainer uses a built binary instead of `cargo run`.
+    const [command, prefix] = process.env.TRAINER
+      ? [process.env.TRAINER, []]
+      : ["cargo", ["run", "-q", "-p", "trainer", "--"]];
+    const args = [
+      ...prefix, "generate", "--weights", WEIGHTS, "--labels", ...labels,
+      "--sampler", sampler, "--steps", String(steps), "--seed", String(seed), "--cfg", String(cfg),
+      "--out", out,
+    ];
+    const run = spawnSync(command, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    if (run.status !== 0) throw new Error(`trainer generate failed:\n${run.stderr}`);
+    return PNG.sync.read(readFileSync(join(out, "grid.png")));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+export function decodePng(bytes) {
+  return PNG.sync.read(Buffer.from(bytes));
+}
+
+/** Largest per-channel difference between two decoded images of the same size. */
+export function maxDifference(a, b) {
+  if (a.width !== b.width || a.height !== b.height) {
+    throw new Error(`sizes differ: ${a.width}x${a.height} vs ${b.width}x${b.height}`);
+  }
+  let worst = 0;
+  for (let i = 0; i < a.data.length; i++) worst = Math.max(worst, Math.abs(a.data[i] - b.data[i]));
+  return worst;
+}
+
+/** Standard deviation of the grey values: a blank or constant image has ~0. */
+export function spread(image) {
+  let sum = 0;
+  let squares = 0;
+  const n = image.data.length / 4;
+  for (let i = 0; i < image.data.length; i += 4) {
+    sum += image.data[i];
+    squares += image.data[i] ** 2;
+  }
+  return Math.sqrt(squares / n - (sum / n) ** 2);
+}

@@ -1,0 +1,124 @@
+// The demo page and the widget in headless Chromium, against `trainer generate`.
+// Run: `make test-browser` (builds pkg/ first), or `npm test` here once pkg/ exists.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  decodePng, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE,
+} from "./harness.mjs";
+
+const TIMEOUT = 240_000;
+let server;
+let base;
+
+before(async () => {
+  ({ server, base } = await startServer());
+});
+after(() => server.close());
+
+/** Opens the page with URL parameters that start a generation, waits for it, downloads the PNG. */
+async function generateOnPage(page, query) {
+  await page.goto(`${base}index.html?${new URLSearchParams({ ...query, run: "1" })}`);
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
+    document.querySelector("#error").hidden !== undefined, null, { timeout: TIMEOUT });
+  const state = await page.evaluate(() => document.body.dataset.state);
+  const error = await page.locator("#error").textContent();
+  assert.equal(state, "done", `generation failed: ${error}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+  const bytes = await streamToBuffer(await download.createReadStream());
+  return { png: decodePng(bytes), stats: await page.locator("#stats").textContent() };
+}
+
+async function streamToBuffer(stream) {
+  const parts = [];
+  for await (const part of stream) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
+  let chrome;
+  before(async () => {
+    chrome = await launch({ webgpu: true });
+  });
+  after(() => chrome.close());
+
+  test("digits on WebGPU equal trainer generate within 2/255", async (t) => {
+    const { page, problems } = await openPage(chrome.context);
+    const request = { labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: 1 };
+    const { png, stats } = await generateOnPage(page, {
+      model: "mnist", labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg: "1",
+    });
+    assert.match(stats, /backend webgpu/, "the WebGPU path ran");
+    const expected = reference(request);
+    const diff = maxDifference(png, expected);
+    t.diagnostic(`max difference to trainer generate: ${diff}/255`);
+    assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+    assert.ok(spread(png) > 20, "the images are not blank");
+    assert.deepEqual(problems, []);
+  });
+});
+
+describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
+  let chrome;
+  before(async () => {
+    chrome = await launch({ webgpu: false });
+  });
+  after(() => chrome.close());
+
+  test("digits with guidance on the CPU backend equal trainer generate", async (t) => {
+    const { page, problems } = await openPage(chrome.context);
+    assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), false,
+      "this browser must have no WebGPU adapter for the fallback test");
+    const request = { labels: ["0", "4", "9"], steps: 10, seed: 5, sampler: "dpm++", cfg: 2 };
+    const { png, stats } = await generateOnPage(page, {
+      model: "mnist", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2",
+    });
+    assert.match(stats, /backend cpu/);
+    const diff = maxDifference(png, reference(request));
+    t.diagnostic(`max difference to trainer generate: ${diff}/255`);
+    assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+    assert.deepEqual(problems, []);
+  });
+
+  test("the widget on the embed page draws the digits trainer generate draws", async (t) => {
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${base}embed.html`);
+    // The first widget starts when visible; the second waits for a click.
+    const pi = page.locator("#pi");
+    await page.waitForFunction(() => document.querySelector("#pi").dataset.state, null, { timeout: TIMEOUT });
+    assert.equal(await pi.getAttribute("data-state"), "done");
+    assert.equal(await page.locator("#e").getAttribute("data-state"), null, "the click-to-start widget waited");
+    const dataUrl = await pi.evaluate((el) => el.shadowRoot.querySelector("canvas").toDataURL("image/png"));
+    const png = decodePng(Buffer.from(dataUrl.split(",")[1], "base64"));
+    const diff = maxDifference(png, reference({ labels: ["3", "1", "4"], steps: 20, seed: 0 }));
+    t.diagnostic(`max difference to trainer generate: ${diff}/255`);
+    assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+
+    await page.locator("#e").locator("button").click();
+    await page.waitForFunction(() => document.querySelector("#e").dataset.state, null, { timeout: TIMEOUT });
+    assert.equal(await page.locator("#e").getAttribute("data-state"), "done");
+    assert.equal(page.workers().length, 1, "both widgets share one worker");
+    assert.deepEqual(problems, []);
+  });
+
+  test("a corrupt weight file shows an error and the page keeps working", async () => {
+    const { page } = await openPage(chrome.context);
+    await page.goto(`${base}index.html?labels=1&steps=3&seed=2`);
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    const garbage = Buffer.alloc(4096, 7);
+    garbage.writeBigUInt64LE(100n, 0); // claims a 100-byte header of 0x07 bytes
+    await page.locator("#weights-file").setInputFiles({
+      name: "broken.safetensors", mimeType: "application/octet-stream", buffer: garbage,
+    });
+    await page.waitForFunction(() => !document.querySelector("#error").hidden, null, { timeout: TIMEOUT });
+    const message = await page.locator("#error").textContent();
+    assert.match(message, /could not load broken\.safetensors: .+/);
+    assert.equal(await page.locator("#model").inputValue(), "mnist", "the shipped model stays selected");
+    await page.click("#generate");
+    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
+      document.body.dataset.state !== "ready", null, { timeout: TIMEOUT });
+    assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
+      await page.locator("#error").textContent());
+    assert.equal(await page.locator("#error").isHidden(), true);
+  });
+});

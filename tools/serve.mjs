@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// A small static server for www/ (no dependencies): the right MIME types (application/wasm),
+// a strict Content-Security-Policy header, symlinks followed (www/pkg -> ../pkg), localhost only.
+//
+//   node tools/serve.mjs [DIR=www] [PORT=8080]     (PORT 0 picks a free port)
+// Prints "serving DIR on http://127.0.0.1:PORT/" once listening.
+
+import { createServer } from "node:http";
+import { readFile, stat } from "node:fs/promises";
+import { extname, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+  ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png",
+  ".gif": "image/gif", ".svg": "image/svg+xml", ".safetensors": "application/octet-stream",
+  ".onnx": "application/octet-stream", ".ico": "image/x-icon", ".md": "text/plain; charset=utf-8",
+};
+export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
+  "img-src 'self' blob: data:; worker-src 'self'; connect-src 'self' https: blob:";
+
+export function serve(dir, port = 0) {
+  const root = resolve(dir);
+  const server = createServer(async (req, res) => {
+    try {
+      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      let file = resolve(join(root, path));
+      if (file !== root && !file.startsWith(root + sep)) throw Object.assign(new Error(), { code: "ENOENT" });
+      if ((await stat(file)).isDirectory()) file = join(file, "index.html");
+      const body = await readFile(file);
+      res.writeHead(200, {
+        "content-type": TYPES[extname(file)] || "application/octet-stream",
+        "content-length": body.length,
+        "content-security-policy": CSP,
+        "cache-control": "no-cache",
+      });
+      res.end(req.method === "HEAD" ? undefined : body);
+    } catch (error) {
+      res.writeHead(error.code === "ENOENT" || error.code === "ENOTDIR" ? 404 : 500);
+      res.end();
+    }
+  });
+  return new Promise((ok) => server.listen(port, "127.0.0.1", () => ok(server)));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [dir = "www", port = "8080"] = process.argv.slice(2);
+  const server = await serve(dir, Number(port));
+  console.log(`serving ${dir} on http://127.0.0.1:${server.address().port}/`);
+}

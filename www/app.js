@@ -1,0 +1,226 @@
+// The demo page: form <-> URL parameters, the worker client, drawing and download.
+
+import { client, models } from "./client.js";
+import { drawGrid } from "./grid.js";
+
+const $ = (id) => document.getElementById(id);
+const form = $("controls");
+const ui = {
+  model: $("model"), labels: $("labels"), batch: $("batch"), sampler: $("sampler"),
+  steps: $("steps"), cfg: $("cfg"), seed: $("seed"), preview: $("preview"),
+  generate: $("generate"), download: $("download"), permalink: $("permalink"),
+  progress: $("progress"), status: $("status"), error: $("error"), canvas: $("canvas"),
+  stats: $("stats"), info: $("model-info"),
+};
+
+const params = new URLSearchParams(location.search);
+let meta = null; // metadata of the selected model
+let busy = false;
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = !message;
+  document.body.dataset.state = message ? "error" : document.body.dataset.state;
+}
+
+function setStatus(text, state) {
+  ui.status.textContent = text;
+  if (state) document.body.dataset.state = state;
+}
+
+/** Label buttons for the loaded model; `selected` is a list of label names. */
+function renderLabels(selected) {
+  ui.labels.replaceChildren();
+  for (const name of meta.labels) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.dataset.label = name;
+    button.setAttribute("aria-pressed", String(selected.includes(name)));
+    button.addEventListener("click", () => {
+      button.setAttribute("aria-pressed", String(button.getAttribute("aria-pressed") !== "true"));
+    });
+    ui.labels.append(button);
+  }
+}
+
+function selectedLabels() {
+  return [...ui.labels.querySelectorAll("button[aria-pressed=true]")].map((b) => b.dataset.label);
+}
+
+function request() {
+  const perLabel = Math.max(1, Math.min(16, Number(ui.batch.value) || 1));
+  const labels = selectedLabels().flatMap((l) => Array(perLabel).fill(l));
+  return {
+    labels,
+    sampler: ui.sampler.value,
+    steps: Number(ui.steps.value),
+    cfg: Number(ui.cfg.value),
+    seed: Number(ui.seed.value),
+    preview: ui.preview.checked,
+  };
+}
+
+function permalink() {
+  const p = new URLSearchParams({
+    model: ui.model.value,
+    labels: selectedLabels().join(","),
+    batch: ui.batch.value,
+    sampler: ui.sampler.value,
+    steps: ui.steps.value,
+    cfg: ui.cfg.value,
+    seed: ui.seed.value,
+    run: "1",
+  });
+  if (params.get("backend")) p.set("backend", params.get("backend"));
+  return `${location.pathname}?${p}`;
+}
+
+async function selectModel(name, labels) {
+  showError("");
+  setStatus(`loading ${name}…`, "loading");
+  ui.generate.disabled = true;
+  meta = await client.load(name);
+  const quant = meta.quantization;
+  ui.info.textContent = `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
+    `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
+    `trained ${meta.step.toLocaleString()} steps`;
+  renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
+  ui.generate.disabled = false;
+  setStatus(`ready on ${client.backend}${client.adapter ? ` (${client.adapter})` : ""}`, "ready");
+}
+
+async function generate() {
+  if (busy) return;
+  const req = request();
+  if (!req.labels.length) {
+    showError("pick at least one label");
+    return;
+  }
+  busy = true;
+  showError("");
+  ui.generate.disabled = true;
+  ui.download.disabled = true;
+  ui.progress.value = 0;
+  history.replaceState(null, "", permalink());
+  ui.permalink.href = permalink();
+  setStatus("generating…", "running");
+  try {
+    const result = await client.generate(ui.model.value, req, (p) => {
+      ui.progress.value = p.step / p.total;
+      setStatus(`step ${p.step} / ${p.total} · ${p.msPerStep.toFixed(0)} ms/step on ${client.backend}`);
+      if (p.preview) drawGrid(ui.canvas, p.preview);
+    });
+    drawGrid(ui.canvas, result.images);
+    ui.progress.value = 1;
+    const n = result.images.length;
+    ui.stats.textContent = `${n} image${n > 1 ? "s" : ""} in ${(result.totalMs / 1000).toFixed(2)} s · ` +
+      `${result.msPerStep.toFixed(1)} ms/step (median; first step ${result.firstStepMs.toFixed(0)} ms, ` +
+      `shader compilation) · ${(result.totalMs / n).toFixed(0)} ms/image · backend ${result.backend}`;
+    ui.download.disabled = false;
+    setStatus("done", "done");
+  } catch (error) {
+    showError(error.message);
+    setStatus("failed", "error");
+  } finally {
+    busy = false;
+    ui.generate.disabled = false;
+  }
+}
+
+async function loadUserWeights(name, bytes) {
+  showError("");
+  try {
+    await client.loadBytes(name, bytes);
+    if (![...ui.model.options].some((o) => o.value === name)) ui.model.add(new Option(name, name));
+    ui.model.value = name;
+    await selectModel(name);
+  } catch (error) {
+    // The previously selected model stays loaded and usable.
+    showError(`could not load ${name}: ${error.message}`);
+    setStatus("ready", "ready");
+  }
+}
+
+async function main() {
+  const backend = params.get("backend") || "auto";
+  client.on((event) => {
+    if (event.type === "download" && event.total) {
+      ui.progress.value = event.loaded / event.total;
+      setStatus(`downloading ${event.model} weights: ${(event.loaded / 1e6).toFixed(1)} / ` +
+        `${(event.total / 1e6).toFixed(1)} MB`);
+    } else if (event.type === "restart") {
+      showError(`the model crashed and was restarted: ${event.reason}`);
+    }
+  });
+  try {
+    await client.start(backend);
+  } catch (error) {
+    showError(`could not start: ${error.message}`);
+    return;
+  }
+
+  // The models present in www/weights/ (models.json is written by `make pkg`).
+  for (const [name, entry] of Object.entries(await models())) ui.model.add(new Option(entry.title, name));
+  const wanted = params.get("model");
+  if (wanted && [...ui.model.options].some((o) => o.value === wanted)) ui.model.value = wanted;
+  for (const key of ["batch", "sampler", "steps", "cfg", "seed"]) {
+    if (params.has(key)) ui[key].value = params.get(key);
+  }
+  const labels = params.get("labels")?.split(/[ ,]+/).filter(Boolean);
+  try {
+    await selectModel(ui.model.value, labels);
+  } catch (error) {
+    showError(error.message);
+    setStatus("failed", "error");
+    return;
+  }
+
+  ui.model.addEventListener("change", () => selectModel(ui.model.value).catch((e) => showError(e.message)));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    generate();
+  });
+  $("dice").addEventListener("click", () => {
+    ui.seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+  });
+  ui.download.addEventListener("click", () => {
+    ui.canvas.toBlob((blob) => {
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = `dit-web_${ui.model.value}_seed-${ui.seed.value}.png`;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    }, "image/png");
+  });
+  $("weights-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (file) await loadUserWeights(file.name, new Uint8Array(await file.arrayBuffer()));
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => event.preventDefault());
+  drop.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (file) await loadUserWeights(file.name, new Uint8Array(await file.arrayBuffer()));
+  });
+  $("weights-url-load").addEventListener("click", async () => {
+    const url = $("weights-url").value;
+    try {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      await loadUserWeights(url.split("/").pop() || "weights", new Uint8Array(await response.arrayBuffer()));
+    } catch (error) {
+      showError(`could not fetch ${url}: ${error.message}`);
+    }
+  });
+
+  if ("serviceWorker" in navigator && params.get("offline") !== "0") {
+    navigator.serviceWorker.register("sw.js").catch(() => {});
+  }
+  ui.permalink.href = permalink();
+  if (params.get("run") === "1") generate();
+}
+
+main();
+

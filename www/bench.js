@@ -1,0 +1,97 @@
+// The bench page: dit-web's wasm module on each backend and batch size, and onnxruntime-web on
+// the same network. Results go to the table and to `window.benchResults` (bench.mjs reads it).
+
+import init, { DitSession } from "./pkg/dit_web.js";
+
+const params = new URLSearchParams(location.search);
+const batches = (params.get("batches") || "1,4,16").split(",").map(Number);
+const steps = Number(params.get("steps") || 6);
+const backends = (params.get("backends") || "webgpu,cpu").split(",");
+const log = (line) => {
+  document.getElementById("log").textContent += `${line}\n`;
+};
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function addRow(row) {
+  window.benchResults.push(row);
+  const tr = document.createElement("tr");
+  for (const key of ["engine", "backend", "batch", "msPerStep", "msPerImageStep", "firstStepMs"]) {
+    const td = document.createElement("td");
+    td.textContent = typeof row[key] === "number" ? row[key].toFixed(1) : row[key];
+    tr.append(td);
+  }
+  document.querySelector("#results tbody").append(tr);
+}
+
+async function ditWeb(weights, backend) {
+  const session = await DitSession.create(backend);
+  const meta = session.loadWeights(weights);
+  for (const batch of batches) {
+    const labels = Array.from({ length: batch }, (_, i) => meta.labels[i % meta.labels.length]);
+    const times = [];
+    let last = performance.now();
+    await session.generate({ labels, steps, seed: 0 }, () => {
+      const now = performance.now();
+      times.push(now - last);
+      last = now;
+    });
+    const ms = median(times.slice(1));
+    addRow({ engine: "dit-web", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    log(`dit-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
+  }
+}
+
+async function onnx(backend) {
+  const ortUrl = new URL("vendor/onnxruntime-web/ort.webgpu.min.mjs", location.href);
+  const model = new URL("bench/mnist.onnx", location.href);
+  if (!(await fetch(model, { method: "HEAD" })).ok || !(await fetch(ortUrl, { method: "HEAD" })).ok) {
+    log("onnxruntime-web: skipped (bench/mnist.onnx or vendor/onnxruntime-web missing)");
+    return;
+  }
+  const ort = await import(ortUrl.href);
+  ort.env.wasm.wasmPaths = new URL("vendor/onnxruntime-web/", location.href).href;
+  ort.env.wasm.numThreads = 1;
+  const session = await ort.InferenceSession.create(model.href, {
+    executionProviders: [backend === "webgpu" ? "webgpu" : "wasm"],
+  });
+  for (const batch of batches) {
+    const x = new ort.Tensor("float32", new Float32Array(batch * 28 * 28).map(() => Math.random() * 2 - 1), [batch, 1, 28, 28]);
+    const t = new ort.Tensor("float32", new Float32Array(batch).fill(200), [batch]);
+    const y = new ort.Tensor("int64", new BigInt64Array(batch).fill(3n), [batch]);
+    const times = [];
+    for (let i = 0; i < steps; i++) {
+      const started = performance.now();
+      const out = await session.run({ x, t, y });
+      await out[session.outputNames[0]].getData?.();
+      times.push(performance.now() - started);
+    }
+    const ms = median(times.slice(1));
+    addRow({ engine: "onnxruntime-web", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    log(`onnxruntime-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
+  }
+}
+
+async function run() {
+  window.benchResults = [];
+  document.body.dataset.state = "running";
+  try {
+    await init();
+    const weights = new Uint8Array(await (await fetch("weights/mnist.safetensors")).arrayBuffer());
+    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    for (const backend of backends) {
+      if (backend === "webgpu" && !adapter) {
+        log("webgpu: no adapter, skipped");
+        continue;
+      }
+      await ditWeb(weights, backend);
+      await onnx(backend);
+    }
+    document.body.dataset.state = "done";
+  } catch (error) {
+    log(`failed: ${error.message}`);
+    document.body.dataset.state = "error";
+  }
+}
+
+document.getElementById("run").addEventListener("click", run);
+if (params.get("run") === "1") run();

@@ -1,0 +1,126 @@
+// The page side of the inference worker: one worker per page, shared by the demo and every
+// <dit-generate> widget (ES modules are singletons, so all importers get this one instance).
+//
+//   import { client } from "./client.js";
+//   const meta = await client.load("mnist");
+//   const out = await client.generate("mnist", { labels: ["3"], steps: 20, seed: 1 },
+//                                     (p) => console.log(p.step, p.total));
+//
+// The worker owns the wasm module, the device and the weights; the page never touches tensors.
+
+const here = new URL(".", import.meta.url);
+
+/** The models this site ships or knows about (www/models.json). */
+let catalogue;
+export async function models() {
+  if (!catalogue) {
+    catalogue = fetch(new URL("models.json", here)).then((r) => {
+      if (!r.ok) throw new Error(`models.json: HTTP ${r.status}`);
+      return r.json();
+    });
+  }
+  return catalogue;
+}
+
+class Client {
+  constructor() {
+    this.worker = null;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.backend = null;
+    this.listeners = new Set();
+    this.loads = new Map();
+  }
+
+  /** Starts the worker on first use. `backend`: "auto" | "webgpu" | "cpu". */
+  start(backend = "auto") {
+    if (this.worker) return this.ready;
+    this.worker = new Worker(new URL("worker.js", here), { type: "module" });
+    this.worker.onmessage = (event) => this.#receive(event.data);
+    this.worker.onerror = (event) => this.#crash(event.message || "the worker failed to start");
+    this.ready = this.#call({ type: "init", backend }).then((info) => {
+      this.backend = info.backend;
+      this.adapter = info.adapter;
+      return info;
+    });
+    return this.ready;
+  }
+
+  /** Subscribes to download progress `{model, loaded, total}` and other worker events. */
+  on(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Loads a catalogue model by name (once per page). Resolves to its metadata. */
+  async load(name) {
+    await this.start();
+    if (!this.loads.has(name)) {
+      const entry = (await models())[name];
+      if (!entry) {
+        this.loads.delete(name);
+        throw new Error(`unknown model "${name}"`);
+      }
+      const url = new URL(entry.url, here).href;
+      const loading = this.#call({ type: "load", model: name, url });
+      this.loads.set(name, loading);
+      loading.catch(() => this.loads.delete(name));
+    }
+    return this.loads.get(name);
+  }
+
+  /** Loads weights from bytes (file picker, drag-and-drop) under a new model name. */
+  async loadBytes(name, bytes) {
+    await this.start();
+    const loading = this.#call({ type: "load", model: name, bytes }, [bytes.buffer]);
+    this.loads.set(name, loading);
+    loading.catch(() => this.loads.delete(name));
+    return loading;
+  }
+
+  /** Generates images; `onProgress({step, total, t, msPerStep, preview?})` after each step. */
+  async generate(model, request, onProgress) {
+    await this.load(model);
+    return this.#call({ type: "generate", model, request }, [], onProgress);
+  }
+
+  #call(message, transfer = [], onProgress) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  #receive(message) {
+    if (message.type === "download") {
+      for (const listener of this.listeners) listener(message);
+      return;
+    }
+    const call = this.pending.get(message.id);
+    if (!call) return;
+    if (message.type === "progress") {
+      call.onProgress?.(message);
+      return;
+    }
+    this.pending.delete(message.id);
+    if (message.type === "error") {
+      call.reject(new Error(message.message));
+      // A trap inside wasm leaves the instance unusable: start over with a fresh worker.
+      if (message.fatal) this.#crash(message.message);
+    } else {
+      call.resolve(message.result);
+    }
+  }
+
+  #crash(reason) {
+    this.worker?.terminate();
+    this.worker = null;
+    this.loads.clear();
+    for (const call of this.pending.values()) call.reject(new Error(reason));
+    this.pending.clear();
+    for (const listener of this.listeners) listener({ type: "restart", reason });
+  }
+}
+
+export const client = new Client();

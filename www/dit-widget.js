@@ -1,0 +1,126 @@
+// <dit-generate>: a Diffusion Transformer in a blog post, with one script tag.
+//
+//   <script type="module" src="https://your.site/dit-web/dit-widget.js"></script>
+//   <dit-generate model="mnist" labels="3 1 4" steps="20"></dit-generate>
+//
+// Attributes: model (default mnist), labels (names, space or comma separated), steps (20),
+// sampler (dpm++ | ddim | ddpm), cfg (1), seed (0), start ("visible": generate when scrolled into
+// view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
+// that. All widgets on a page share one worker and one copy of each model's weights.
+// The widget must be served from the same origin as the page (workers are same-origin).
+
+import { drawGrid } from "./grid.js";
+
+// A constructed stylesheet, not a <style> element: it passes a CSP without 'unsafe-inline'.
+const sheet = new CSSStyleSheet();
+sheet.replaceSync(`
+  :host { display: inline-block; font: 14px system-ui, sans-serif; color: #333; }
+  figure { margin: 0; display: inline-flex; flex-direction: column; gap: 4px; }
+  canvas { image-rendering: pixelated; background: #111; min-width: 96px; min-height: 96px; }
+  .bar { display: flex; gap: 6px; align-items: center; }
+  button { font: inherit; padding: 2px 10px; }
+  progress { flex: 1; min-width: 60px; }
+  .error { color: #a40000; }
+`);
+
+const template = `
+<figure>
+  <canvas part="canvas" width="0" height="0"></canvas>
+  <figcaption class="bar">
+    <button part="button" type="button">Generate</button>
+    <progress max="1" value="0"></progress>
+    <span class="status" role="status"></span>
+  </figcaption>
+</figure>`;
+
+class DitGenerate extends HTMLElement {
+  static observedAttributes = ["labels", "steps", "seed", "cfg", "sampler", "model"];
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: "open" });
+    root.adoptedStyleSheets = [sheet];
+    root.innerHTML = template;
+    this.canvas = this.shadowRoot.querySelector("canvas");
+    this.button = this.shadowRoot.querySelector("button");
+    this.bar = this.shadowRoot.querySelector("progress");
+    this.status = this.shadowRoot.querySelector(".status");
+    this.runs = 0;
+    this.button.addEventListener("click", () => this.generate(this.runs > 0));
+  }
+
+  connectedCallback() {
+    const labels = this.#labels();
+    const scale = this.getAttribute("model") === "celeba" ? 1 : 3;
+    this.canvas.style.width = `${Math.max(96, labels.length * 30 * scale)}px`;
+    if ((this.getAttribute("start") || "visible") === "visible" && "IntersectionObserver" in window) {
+      this.observer = new IntersectionObserver((entries) => {
+        if (entries.some((e) => e.isIntersecting)) {
+          this.observer.disconnect();
+          this.generate(false);
+        }
+      });
+      this.observer.observe(this);
+    }
+  }
+
+  disconnectedCallback() {
+    this.observer?.disconnect();
+  }
+
+  #labels() {
+    return (this.getAttribute("labels") || "0").split(/[ ,]+/).filter(Boolean);
+  }
+
+  /** Generates; `fresh` draws a new seed (the button after the first run). */
+  async generate(fresh) {
+    if (this.running) return;
+    this.running = true;
+    this.button.disabled = true;
+    this.status.className = "status";
+    try {
+      // The heavy part starts here, on first use, once per page.
+      const { client } = await import("./client.js");
+      const model = this.getAttribute("model") || "mnist";
+      if (fresh) this.setAttribute("seed", String(Math.floor(Math.random() * 2 ** 31)));
+      this.status.textContent = "loading…";
+      const off = client.on((e) => {
+        if (e.type === "download" && e.total) this.bar.value = e.loaded / e.total;
+      });
+      try {
+        await client.load(model);
+      } finally {
+        off();
+      }
+      const request = {
+        labels: this.#labels(),
+        steps: Number(this.getAttribute("steps") || 20),
+        sampler: this.getAttribute("sampler") || "dpm++",
+        cfg: Number(this.getAttribute("cfg") || 1),
+        seed: Number(this.getAttribute("seed") || 0),
+        preview: true,
+      };
+      const result = await client.generate(model, request, (p) => {
+        this.bar.value = p.step / p.total;
+        this.status.textContent = `${p.step}/${p.total}`;
+        if (p.preview) drawGrid(this.canvas, p.preview);
+      });
+      drawGrid(this.canvas, result.images);
+      this.bar.value = 1;
+      this.status.textContent = `${(result.totalMs / 1000).toFixed(1)} s, ${client.backend}`;
+      this.runs += 1;
+      this.dataset.state = "done";
+      this.dispatchEvent(new CustomEvent("generated", { detail: result }));
+    } catch (error) {
+      this.status.textContent = error.message;
+      this.status.className = "status error";
+      this.dataset.state = "error";
+    } finally {
+      this.running = false;
+      this.button.disabled = false;
+      this.button.textContent = "Again";
+    }
+  }
+}
+
+if (!customElements.get("dit-generate")) customElements.define("dit-generate", DitGenerate);

@@ -1,0 +1,118 @@
+// All inference happens here, off the page's thread: wasm init, backend choice, weight download
+// and caching, generation. Messages: init, load, generate (see client.js).
+
+import init, { DitSession } from "./pkg/dit_web.js";
+
+const WEIGHTS_CACHE = "dit-web-weights-v1";
+
+let backend = null;
+let adapterInfo = null;
+const sessions = new Map(); // model name -> DitSession with its weights loaded
+
+async function chooseBackend(preference) {
+  if (preference !== "cpu" && self.navigator.gpu) {
+    // burn-wgpu panics when WebGPU has no adapter, so ask first.
+    const adapter = await self.navigator.gpu.requestAdapter().catch(() => null);
+    if (adapter) {
+      const info = adapter.info || {};
+      adapterInfo = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+      return "webgpu";
+    }
+  }
+  if (preference === "webgpu") throw new Error("WebGPU was asked for but no adapter is available");
+  return "cpu";
+}
+
+async function newSession() {
+  return DitSession.create(backend);
+}
+
+/** Fetches weights once: from the Cache API when present, else the network with progress. */
+async function fetchWeights(model, url) {
+  let cache = null;
+  try {
+    cache = await caches.open(WEIGHTS_CACHE);
+    const hit = await cache.match(url);
+    if (hit) return new Uint8Array(await hit.arrayBuffer());
+  } catch {
+    cache = null; // no Cache API here (opaque origin, private mode): memory only
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`downloading ${url}: HTTP ${response.status}`);
+  const total = Number(response.headers.get("content-length")) || 0;
+  const reader = response.body.getReader();
+  const parts = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    loaded += value.length;
+    self.postMessage({ type: "download", model, loaded, total });
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  if (cache) {
+    // A full quota is not an error: the weights stay in memory for this visit.
+    await cache
+      .put(url, new Response(bytes.slice(), { headers: { "content-type": "application/octet-stream" } }))
+      .catch(() => {});
+  }
+  return bytes;
+}
+
+const handlers = {
+  async init({ backend: preference }) {
+    if (!backend) {
+      await init();
+      backend = await chooseBackend(preference || "auto");
+    }
+    return { backend, adapter: adapterInfo };
+  },
+
+  async load({ model, url, bytes }) {
+    const data = bytes ? new Uint8Array(bytes) : await fetchWeights(model, url);
+    // A bad file throws in loadWeights and leaves the old session for this name untouched.
+    const session = sessions.get(model) || (await newSession());
+    const meta = session.loadWeights(data);
+    sessions.set(model, session);
+    return { ...meta, bytes: data.length };
+  },
+
+  async generate({ id, model, request }) {
+    const session = sessions.get(model);
+    if (!session) throw new Error(`model "${model}" is not loaded`);
+    const started = performance.now();
+    let last = started;
+    const stepMs = [];
+    const images = await session.generate(request, (p) => {
+      const now = performance.now();
+      stepMs.push(now - last);
+      last = now;
+      const transfer = p.preview ? p.preview.map((im) => im.rgba.buffer) : [];
+      self.postMessage({ type: "progress", id, ...p, msPerStep: now - started > 0 ? stepMs.at(-1) : 0 }, transfer);
+    });
+    const totalMs = performance.now() - started;
+    // The first step compiles shaders; the median is the steady-state figure.
+    const sorted = [...stepMs].sort((a, b) => a - b);
+    const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+    return { images, backend, totalMs, msPerStep: median, firstStepMs: stepMs[0] || 0 };
+  },
+};
+
+self.onmessage = async (event) => {
+  const message = event.data;
+  try {
+    const result = await handlers[message.type](message);
+    const transfer = result?.images ? result.images.map((im) => im.rgba.buffer) : [];
+    self.postMessage({ type: "result", id: message.id, result }, transfer);
+  } catch (error) {
+    const fatal = error instanceof WebAssembly.RuntimeError;
+    const text = error?.message || String(error);
+    self.postMessage({ type: "error", id: message.id, message: text, fatal });
+  }
+};
