@@ -121,4 +121,23 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
       await page.locator("#error").textContent());
     assert.equal(await page.locator("#error").isHidden(), true);
   });
+  test("the page works offline after the first visit", async (t) => {
+    // Its own server, so that stopping it takes the network away for real.
+    const own = await startServer();
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${own.base}index.html?labels=5&steps=3&seed=4`);
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    own.server.closeAllConnections();
+    await new Promise((done) => own.server.close(done));
+    assert.equal(await page.evaluate(() => fetch(`probe-${Date.now()}`).then(() => "online", () => "offline")),
+      "offline", "the server is gone");
+    await page.reload();
+    await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+    await page.click("#generate");
+    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+    assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
+      await page.locator("#error").textContent());
+    t.diagnostic(problems.join("; "));
+  });
 });
