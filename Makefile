@@ -7,18 +7,18 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: help test lint unit browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
+.PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
-	@echo "make test        format, clippy (native + wasm), all Rust tests, browser tests in headless Chromium (what CI runs)"
+	@echo "make test        format, clippy (native + wasm), all Rust tests, the CUDA trainer build, browser tests in headless Chromium (what CI runs)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
 	@echo "make bench-browser  www/bench.html in headless Chromium: ms per step per backend and batch"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
-test: lint unit browser
+test: lint unit cuda browser
 
 lint: setup-wasm
 	$(CARGO) fmt --all -- --check
@@ -27,6 +27,11 @@ lint: setup-wasm
 
 unit:
 	$(CARGO) test --workspace
+
+# The CUDA trainer must build and link on a machine without a CUDA toolkit (it loads the driver at
+# run time); this machine has no GPU to run it on.
+cuda:
+	$(CARGO) build -p trainer --features cuda
 
 browser: pkg setup-browser
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) npm test
@@ -63,7 +68,13 @@ sizes: pkg
 bench:
 	$(CARGO) bench --bench model
 
+ORT_VERSION ?= 1.30.0
+# The ONNX side needs torch + onnx (pip) to export the same network; without them it is skipped.
 bench-browser: pkg setup-browser
+	@test -d $(BROWSER_DIR)/node_modules/onnxruntime-web || \
+		(cd $(BROWSER_DIR) && npm install --no-save --no-audit --no-fund onnxruntime-web@$(ORT_VERSION))
+	@mkdir -p www/bench && (test -f www/bench/mnist.onnx || python3 bench/export_onnx.py www/weights/mnist.safetensors www/bench/mnist.onnx) || \
+		echo "no ONNX model (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
 
 FUZZ_SECONDS ?= 600
