@@ -1,7 +1,9 @@
 //! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI.
 
 pub mod data;
+pub mod eval;
 pub mod export;
+pub mod import_torch;
 pub mod report;
 pub mod train;
 

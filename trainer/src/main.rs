@@ -50,6 +50,15 @@ enum Command {
         #[arg(long, default_value = trainer::data::download::DEFAULT_MIRROR)]
         mirror: String,
     },
+    /// Train the MNIST classifier that `eval` scores with (an MLP, ~98 % test accuracy).
+    Classifier(ClassifierArgs),
+    /// Score a model: K generated images per digit, class-conditional accuracy and FID in the
+    /// classifier's feature space against the real test set, beside the same figures for real
+    /// training digits.
+    Eval(EvalArgs),
+    /// Convert a reference PyTorch DiT checkpoint (torch.save dict with model_state, ema_state,
+    /// model_args, step) into a weight file.
+    ImportTorch(ImportTorchArgs),
     /// Redraw a run's loss.png and progress.gif from its metrics and sample grids.
     Report {
         #[arg(long)]
@@ -171,9 +180,56 @@ struct GenerateArgs {
 }
 
 #[derive(Args)]
+struct ClassifierArgs {
+    /// MNIST folder (the four IDX files).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "runs/classifier.mpk")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Weight files to score (each gets a row).
+    #[arg(long, num_args = 1.., required = true)]
+    weights: Vec<PathBuf>,
+    /// MNIST folder: the test set is the reference, training digits the ceiling.
+    #[arg(long)]
+    data: PathBuf,
+    /// From `trainer classifier`.
+    #[arg(long, default_value = "runs/classifier.mpk")]
+    classifier: PathBuf,
+    /// Images per class.
+    #[arg(long, default_value_t = 100)]
+    per_class: usize,
+    #[arg(long, default_value = "dpm++", value_parser = parse_sampler)]
+    sampler: SamplerKind,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    cfg: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per network batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Also write the scores as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     #[arg(long)]
     run: PathBuf,
+    /// Export the EMA weights (the default; the flag is accepted for clarity).
+    #[arg(long, conflicts_with = "raw")]
+    ema: bool,
     /// Export the raw weights instead of the EMA weights.
     #[arg(long)]
     raw: bool,
@@ -207,6 +263,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Generate(args) => generate_command(args),
         Command::Export(args) => export_command(args),
         Command::LrFind(args) => lr_find_command(args),
+        Command::Classifier(args) => classifier_command(args),
+        Command::Eval(args) => eval_command(args),
         Command::Download {
             dataset,
             data,
@@ -225,6 +283,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
+        Command::ImportTorch(args) => import_torch_command(args),
         Command::Report { run } => {
             trainer::report::refresh(&run)?;
             println!(
@@ -470,5 +529,173 @@ fn export_command(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
             err.relative_rms, err.max_abs
         );
     }
+    Ok(())
+}
+
+fn classifier_command(args: ClassifierArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use trainer::eval::classifier;
+    let train = Mnist::load(&args.data, Split::Train)?;
+    let test = Mnist::load(&args.data, Split::Test)?;
+    let steps = args.epochs * train.len() / 128;
+    let bar = ProgressBar::new(steps as u64);
+    let model = classifier::train::<burn::backend::Autodiff<Cpu>>(
+        &train,
+        args.epochs,
+        args.seed,
+        &Default::default(),
+        |step, loss| {
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.4}"));
+        },
+    );
+    bar.finish();
+    let accuracy = classifier::accuracy(&model, &test);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    model.save(&args.out)?;
+    println!(
+        "test accuracy {:.2} % on {} images; wrote {}",
+        100.0 * accuracy,
+        test.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use dit_web::diffusion::NoiseSchedule;
+    use dit_web::weights::WeightFile;
+    use trainer::eval::{self, classifier::Classifier, fid::Gaussian, Scores};
+    let device = Default::default();
+    let classifier = Classifier::<Cpu>::load(&args.classifier, &device)?;
+    let test = Mnist::load(&args.data, Split::Test)?;
+    let mut test_images = vec![0f32; test.len() * test.image_len()];
+    for (i, out) in test_images.chunks_mut(test.image_len()).enumerate() {
+        test.image_into(i, out)?;
+    }
+    let (_, test_features) = classifier.predict(&test_images);
+    let reference = Gaussian::fit(&test_features);
+
+    let train = Mnist::load(&args.data, Split::Train)?;
+    let (real, real_labels) = eval::real_images(&train, args.per_class, args.seed);
+    let mut rows: Vec<(String, Scores)> = vec![(
+        "real training digits".into(),
+        eval::score(&classifier, &real, &real_labels, &reference),
+    )];
+    let config = SamplerConfig {
+        kind: args.sampler,
+        steps: args.steps,
+        guidance: args.cfg,
+        seed: args.seed,
+        ..Default::default()
+    };
+    for path in &args.weights {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (model, meta) = WeightFile::from_bytes(&bytes)?.into_model::<Cpu>(&device)?;
+        if meta.dataset != "mnist" {
+            return Err(format!(
+                "{}: eval scores MNIST models, this one is {}",
+                path.display(),
+                meta.dataset
+            )
+            .into());
+        }
+        let schedule = NoiseSchedule::new(&meta.schedule);
+        let bar = ProgressBar::new((args.per_class * meta.model.num_classes) as u64);
+        let (images, labels) = eval::generate_per_class(
+            &model,
+            &schedule,
+            &config,
+            args.per_class,
+            args.batch,
+            |done| bar.set_position(done as u64),
+        )?;
+        bar.finish_and_clear();
+        let name = format!(
+            "{} ({:?}{}, step {})",
+            path.display(),
+            meta.quantization,
+            if meta.ema { " EMA" } else { " raw" },
+            meta.step
+        );
+        rows.push((name, eval::score(&classifier, &images, &labels, &reference)));
+    }
+    println!(
+        "{} per class, {} {} steps, guidance {}, seed {}; FID against the {} test digits",
+        args.per_class,
+        args.sampler,
+        args.steps,
+        args.cfg,
+        args.seed,
+        test.len()
+    );
+    println!("{:<60} {:>9} {:>9}", "images", "accuracy", "FID");
+    for (name, s) in &rows {
+        println!("{name:<60} {:>8.2}% {:>9.3}", 100.0 * s.accuracy, s.fid);
+    }
+    if let Some(path) = &args.json {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|(name, s)| serde_json::json!({ "images": name, "scores": s, "sampler": config }))
+            .collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct ImportTorchArgs {
+    /// The checkpoint (.pt) written by the reference training script.
+    checkpoint: PathBuf,
+    /// Preset the checkpoint must match (its labels and schedule are used). Without it, the
+    /// config comes from the tensors and the checkpoint's model_args.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Convert model_state instead of ema_state.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, default_value = "f32", value_parser = parse_quant)]
+    quant: Quantization,
+    /// Number of diffusion timesteps (default: model_args' num_timesteps, else the preset's).
+    #[arg(long)]
+    timesteps: Option<usize>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn import_torch_command(args: ImportTorchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use trainer::import_torch::{import, write, ImportOptions};
+    let options = ImportOptions {
+        preset: args.preset.as_deref().map(preset).transpose()?,
+        raw: args.raw,
+        num_timesteps: args.timesteps,
+    };
+    let imported = import(&args.checkpoint, &options)?;
+    let meta = imported.file.meta.clone();
+    let report = write(imported.file, args.quant, &args.out)?;
+    println!(
+        "wrote {} ({} bytes, {:?}, {} from step {}): {}x{}x{}, patch {}, width {}, depth {}, {} heads, {} classes{}, T = {} (shifted)",
+        args.out.display(),
+        report.bytes,
+        args.quant,
+        imported.state,
+        meta.step,
+        meta.model.input_size,
+        meta.model.input_size,
+        meta.model.in_channels,
+        meta.model.patch_size,
+        meta.model.hidden_size,
+        meta.model.depth,
+        meta.model.num_heads,
+        meta.model.num_classes,
+        if meta.model.has_null_label() { " + null" } else { "" },
+        meta.schedule.num_timesteps,
+    );
+    println!(
+        "position table matches dit-web's (max difference {:.1e})",
+        imported.position_table_diff
+    );
     Ok(())
 }

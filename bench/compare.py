@@ -1,0 +1,60 @@
+"""dit-web (burn-ndarray) against the PyTorch reference of the same network, on this CPU, in one run.
+
+    python3 bench/compare.py            # needs torch (pip) and cargo; ~5 minutes on 2 cores
+
+Runs bench/torch_reference.py (mnist-cpu preset, 2 threads) and the matching criterion benches:
+- training: one optimizer step, batch 64 (host batch, forward, eps-MSE, backward, AdamW)
+  `cargo bench -p trainer --bench step`
+- sampling: one network call for 16 images, and one guided DPM-Solver++ step for 16 images
+  (network on 32, guidance 2, solver update) `cargo bench --bench model -- mnist-cpu`
+and prints each pair and the ratio dit-web / PyTorch (above 1: dit-web is slower).
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+
+
+def criterion_ms(group, name):
+    # BenchmarkId(name, parameter) nests folders; bench_function("a/b") flattens to a_b.
+    pattern = os.path.join(TARGET, "criterion", group, *name.split("/"), "new", "estimates.json")
+    flat = os.path.join(TARGET, "criterion", group, name.replace("/", "_"), "new", "estimates.json")
+    paths = glob.glob(pattern) + glob.glob(flat)
+    if not paths:
+        sys.exit(f"no criterion result at {pattern}")
+    with open(paths[0]) as f:
+        return json.load(f)["mean"]["point_estimate"] / 1e6
+
+
+def main():
+    torch_out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "torch_reference.py"), "--preset", "mnist-cpu",
+         "--threads", "2", "--iters", "20"],
+        check=True, capture_output=True, text=True).stdout
+    torch = json.loads(torch_out)
+    for args in (["bench", "-p", "trainer", "--bench", "step"],
+                 ["bench", "--bench", "model", "--", "mnist-cpu"]):
+        subprocess.run(["cargo", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    rows = [
+        ("training step, batch 64 (ms)", criterion_ms("optimizer_step", "mnist-cpu/batch64"),
+         torch["train"]["ms_per_step"]),
+        ("network call, 16 images (ms)", criterion_ms("forward", "mnist-cpu/batch16"),
+         torch["sample"]["batch16_ms_per_step"]),
+        ("guided DPM++ step, 16 images (ms)",
+         criterion_ms("sampler_step", "mnist-cpu/batch16/cfg2/network+update"),
+         torch["sample"]["batch32_guided_ms_per_step"]),
+    ]
+    print(f"torch {torch['torch']}, {torch['threads']} threads, preset mnist-cpu")
+    print(f"{'':38}{'dit-web':>10}{'PyTorch':>10}{'ratio':>8}")
+    for name, ours, theirs in rows:
+        print(f"{name:38}{ours:10.1f}{theirs:10.1f}{ours / theirs:8.2f}")
+    print(f"training images/s: dit-web {64e3 / rows[0][1]:.1f}, PyTorch {64e3 / rows[0][2]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
