@@ -4,7 +4,7 @@
 //   <dit-generate model="mnist" labels="3 1 4" steps="20"></dit-generate>
 //
 // Attributes: model (default mnist), labels (names, space or comma separated), steps (20),
-// sampler (dpm++ | ddim | ddpm), cfg (1), seed (0), start ("visible": generate when scrolled into
+// sampler (dpm++ | ddim | ddpm), cfg (guidance, 3: the shipped model needs it for clean digits), seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
 // that. All widgets on a page share one worker and one copy of each model's weights.
 // The widget must be served from the same origin as the page (workers are same-origin).
@@ -96,7 +96,7 @@ class DitGenerate extends HTMLElement {
         labels: this.#labels(),
         steps: Number(this.getAttribute("steps") || 20),
         sampler: this.getAttribute("sampler") || "dpm++",
-        cfg: Number(this.getAttribute("cfg") || 1),
+        cfg: Number(this.getAttribute("cfg") || 3),
         seed: Number(this.getAttribute("seed") || 0),
         preview: true,
       };
