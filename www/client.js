@@ -18,6 +18,9 @@ export async function models() {
       if (!r.ok) throw new Error(`models.json: HTTP ${r.status}`);
       return r.json();
     });
+    catalogue.catch(() => {
+      catalogue = undefined; // try again next time
+    });
   }
   return catalogue;
 }

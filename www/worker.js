@@ -94,7 +94,7 @@ const handlers = {
       stepMs.push(now - last);
       last = now;
       const transfer = p.preview ? p.preview.map((im) => im.rgba.buffer) : [];
-      self.postMessage({ type: "progress", id, ...p, msPerStep: now - started > 0 ? stepMs.at(-1) : 0 }, transfer);
+      self.postMessage({ type: "progress", id, ...p, msPerStep: stepMs.at(-1) }, transfer);
     });
     const totalMs = performance.now() - started;
     // The first step compiles shaders; the median is the steady-state figure.
