@@ -7,6 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
+.PHONY: bench-cpu-backends
 .PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
@@ -16,6 +17,7 @@ help:
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
 	@echo "make bench-browser  www/bench.html in headless Chromium: ms per step per backend and batch"
+	@echo "make bench-cpu-backends  the browser's CPU fallback on burn-flex, -ndarray and -candle"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
 test: lint unit cuda browser
@@ -30,8 +32,9 @@ unit:
 
 # The CUDA trainer must build and link on a machine without a CUDA toolkit (it loads the driver at
 # run time); this machine has no GPU to run it on.
+# The GPU backends compile (and link) without a GPU or CUDA toolkit; CI builds them here.
 cuda:
-	$(CARGO) build -p trainer --features cuda
+	$(CARGO) build -p trainer --features cuda,wgpu,candle
 
 browser: pkg setup-browser
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) npm test
@@ -76,6 +79,21 @@ bench-browser: pkg setup-browser
 	@mkdir -p www/bench && (test -f www/bench/mnist.onnx || python3 bench/export_onnx.py www/weights/mnist.safetensors www/bench/mnist.onnx) || \
 		echo "no ONNX model (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
+
+# The browser's CPU fallback built on each of burn's CPU backends (burn-flex ships in pkg/; ndarray
+# and candle are built into www/bench/pkg-*), measured in one headless run with the same weights.
+CPU_BACKEND_VARIANTS ?= ndarray candle
+bench-cpu-backends: pkg setup-browser
+	@for v in $(CPU_BACKEND_VARIANTS); do \
+		wasm-pack build --target web --profile wasm-release --no-opt --mode no-install \
+			--out-dir www/bench/pkg-$$v -- --features web-cpu-$$v && \
+		tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
+			--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+			--enable-mutable-globals --enable-reference-types --enable-multivalue \
+			www/bench/pkg-$$v/dit_web_bg.wasm -o www/bench/pkg-$$v/dit_web_bg.wasm || exit 1; \
+	done
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) BACKENDS=cpu ONNX=0 \
+		PKGS="pkg$$(for v in $(CPU_BACKEND_VARIANTS); do printf ',bench/pkg-%s' $$v; done)" node bench.mjs
 
 FUZZ_SECONDS ?= 600
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.

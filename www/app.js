@@ -116,7 +116,8 @@ async function generate() {
     const n = result.images.length;
     ui.stats.textContent = `${n} image${n > 1 ? "s" : ""} in ${(result.totalMs / 1000).toFixed(2)} s · ` +
       `${result.msPerStep.toFixed(1)} ms/step (median; first step ${result.firstStepMs.toFixed(0)} ms, ` +
-      `shader compilation) · ${(result.totalMs / n).toFixed(0)} ms/image · backend ${result.backend}`;
+      `shader compilation) · ${(result.totalMs / n).toFixed(0)} ms/image · backend ${result.backend}` +
+      (client.adapter ? ` (${client.adapter})` : "");
     ui.download.disabled = false;
     setStatus("done", "done");
   } catch (error) {

@@ -1,9 +1,11 @@
 // The bench page: dit-web's wasm module on each backend and batch size, and onnxruntime-web on
 // the same network. Results go to the table and to `window.benchResults` (bench.mjs reads it).
 
-import init, { DitSession } from "./pkg/dit_web.js";
-
 const params = new URLSearchParams(location.search);
+// `?pkg=bench/pkg-candle` loads a module built with another CPU backend (make bench-cpu-backends).
+const pkg = params.get("pkg") || "pkg";
+if (!/^[\w/-]+$/.test(pkg)) throw new Error(`bad pkg parameter: ${pkg}`);
+let DitSession;
 const batches = (params.get("batches") || "1,4,16").split(",").map(Number);
 const steps = Number(params.get("steps") || 6);
 const backends = (params.get("backends") || "webgpu,cpu").split(",");
@@ -15,7 +17,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function addRow(row) {
   window.benchResults.push(row);
   const tr = document.createElement("tr");
-  for (const key of ["engine", "backend", "batch", "msPerStep", "msPerImageStep", "firstStepMs"]) {
+  for (const key of ["engine", "library", "backend", "batch", "msPerStep", "msPerImageStep", "firstStepMs"]) {
     const td = document.createElement("td");
     td.textContent = typeof row[key] === "number" ? row[key].toFixed(1) : row[key];
     tr.append(td);
@@ -26,6 +28,7 @@ function addRow(row) {
 async function ditWeb(weights, backend) {
   const session = await DitSession.create(backend);
   const meta = session.loadWeights(weights);
+  const library = session.library;
   for (const batch of batches) {
     const labels = Array.from({ length: batch }, (_, i) => meta.labels[i % meta.labels.length]);
     const times = [];
@@ -36,8 +39,8 @@ async function ditWeb(weights, backend) {
       last = now;
     });
     const ms = median(times.slice(1));
-    addRow({ engine: "dit-web", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
-    log(`dit-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
+    addRow({ engine: "dit-web", library, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
 
@@ -66,7 +69,7 @@ async function onnx(backend) {
       times.push(performance.now() - started);
     }
     const ms = median(times.slice(1));
-    addRow({ engine: "onnxruntime-web", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    addRow({ engine: "onnxruntime-web", library: "ort 1.30", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
     log(`onnxruntime-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -75,7 +78,9 @@ async function run() {
   window.benchResults = [];
   document.body.dataset.state = "running";
   try {
-    await init();
+    const module = await import(`./${pkg}/dit_web.js`);
+    await module.default();
+    DitSession = module.DitSession;
     const weights = new Uint8Array(await (await fetch("weights/mnist.safetensors")).arrayBuffer());
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
     for (const backend of backends) {
@@ -84,7 +89,7 @@ async function run() {
         continue;
       }
       await ditWeb(weights, backend);
-      await onnx(backend);
+      if (params.get("onnx") !== "0") await onnx(backend);
     }
     document.body.dataset.state = "done";
   } catch (error) {

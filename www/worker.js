@@ -70,6 +70,11 @@ const handlers = {
     if (!backend) {
       await init();
       backend = await chooseBackend(preference || "auto");
+      if (backend === "cpu") {
+        const probe = await DitSession.create("cpu");
+        adapterInfo = `${probe.library}, wasm SIMD128, one thread`;
+        probe.free();
+      }
     }
     return { backend, adapter: adapterInfo };
   },

@@ -155,6 +155,13 @@ impl DitSession {
         self.inner.borrow().backend.name().into()
     }
 
+    /// The burn crate behind the backend: `"burn-wgpu"`, or the CPU fallback's library
+    /// (`"burn-flex"` unless the module was built with another).
+    #[wasm_bindgen(getter)]
+    pub fn library(&self) -> String {
+        self.inner.borrow().backend.library().into()
+    }
+
     /// Loads a dit-web weight file (safetensors + metadata) and returns its metadata:
     /// `{format_version, model, schedule, labels, dataset, step, ema, quantization, params}`.
     /// A malformed file throws and leaves any previously loaded model in place.

@@ -6,16 +6,32 @@
 use std::cell::Cell;
 
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, RuntimeOptions, WgpuDevice};
-// burn-candle is deprecated in burn 0.21 (removed in 0.22), but it is the fastest CPU backend
-// in wasm here (README, "Browser"); a move to burn 0.22 would switch this to burn-flex.
-#[allow(deprecated)]
-use burn::backend::Candle;
 
 /// The WebGPU backend, f32 throughout (many adapters, SwiftShader included, lack `shader-f16`).
 pub type Gpu = burn::backend::Wgpu<f32, i32, u32>;
-/// The CPU fallback: burn-candle, single-threaded, SIMD128.
+
+// The CPU fallback, single-threaded with SIMD128: burn-flex, the fastest of burn's CPU backends
+// in wasm here (README, "Browser": `make bench-cpu-backends` builds the module with each of them
+// and measures them in one run). The features below build the other two for that comparison.
+/// The CPU fallback: burn-flex.
+#[cfg(not(any(feature = "web-cpu-ndarray", feature = "web-cpu-candle")))]
+pub type Cpu = burn::backend::Flex<f32>;
+/// The CPU fallback: burn-ndarray (`--features web-cpu-ndarray`).
+#[cfg(feature = "web-cpu-ndarray")]
+pub type Cpu = burn::backend::NdArray<f32>;
+/// The CPU fallback: burn-candle (`--features web-cpu-candle`; deprecated in burn 0.21).
+#[cfg(all(feature = "web-cpu-candle", not(feature = "web-cpu-ndarray")))]
 #[allow(deprecated)]
-pub type Cpu = Candle<f32, i64>;
+pub type Cpu = burn::backend::Candle<f32, i64>;
+
+/// The library behind [`Cpu`], as the page reports it.
+pub const CPU_LIBRARY: &str = if cfg!(feature = "web-cpu-ndarray") {
+    "burn-ndarray"
+} else if cfg!(feature = "web-cpu-candle") {
+    "burn-candle"
+} else {
+    "burn-flex"
+};
 
 /// The backends a page can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +55,14 @@ impl BackendKind {
         match self {
             Self::WebGpu => "webgpu",
             Self::Cpu => "cpu",
+        }
+    }
+
+    /// The burn backend crate that runs it.
+    pub fn library(self) -> &'static str {
+        match self {
+            Self::WebGpu => "burn-wgpu",
+            Self::Cpu => CPU_LIBRARY,
         }
     }
 }

@@ -74,6 +74,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
       model: "mnist", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2",
     });
     assert.match(stats, /backend cpu/);
+    assert.match(stats, /backend cpu \(burn-flex/, "the stats name the CPU library");
     const diff = maxDifference(png, reference(request));
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
