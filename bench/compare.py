@@ -1,10 +1,10 @@
-"""dit-web (burn-ndarray) against the PyTorch reference of the same network, on this CPU, in one run.
+"""dit-web (burn-flex and burn-ndarray training, burn-ndarray sampling) against the PyTorch reference of the same network, on this CPU, in one run.
 
     python3 bench/compare.py            # needs torch (pip) and cargo; ~5 minutes on 2 cores
 
 Runs bench/torch_reference.py (mnist-cpu preset, 2 threads) and the matching criterion benches:
-- training: one optimizer step, batch 64 (host batch, forward, eps-MSE, backward, AdamW)
-  `cargo bench -p trainer --bench step`
+- training: one optimizer step, batch 64 (host batch, forward, eps-MSE, backward, AdamW) on
+  burn-flex (the trainer's CPU backend) and burn-ndarray: `cargo bench -p trainer --bench step`
 - sampling: one network call for 16 images, and one guided DPM-Solver++ step for 16 images
   (network on 32, guidance 2, solver update) `cargo bench --bench model -- mnist-cpu`
 and prints each pair and the ratio dit-web / PyTorch (above 1: dit-web is slower).
@@ -41,8 +41,10 @@ def main():
                  ["bench", "--bench", "model", "--", "mnist-cpu"]):
         subprocess.run(["cargo", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     rows = [
-        ("training step, batch 64 (ms)", criterion_ms("optimizer_step", "mnist-cpu/batch64"),
-         torch["train"]["ms_per_step"]),
+        ("training step, batch 64, flex (ms)",
+         criterion_ms("optimizer_step", "mnist-cpu/batch64/flex"), torch["train"]["ms_per_step"]),
+        ("training step, batch 64, ndarray (ms)",
+         criterion_ms("optimizer_step", "mnist-cpu/batch64/ndarray"), torch["train"]["ms_per_step"]),
         ("network call, 16 images (ms)", criterion_ms("forward", "mnist-cpu/batch16"),
          torch["sample"]["batch16_ms_per_step"]),
         ("guided DPM++ step, 16 images (ms)",
@@ -53,7 +55,8 @@ def main():
     print(f"{'':38}{'dit-web':>10}{'PyTorch':>10}{'ratio':>8}")
     for name, ours, theirs in rows:
         print(f"{name:38}{ours:10.1f}{theirs:10.1f}{ours / theirs:8.2f}")
-    print(f"training images/s: dit-web {64e3 / rows[0][1]:.1f}, PyTorch {64e3 / rows[0][2]:.1f}")
+    print(f"training images/s: dit-web {64e3 / rows[0][1]:.1f} (flex), {64e3 / rows[1][1]:.1f} (ndarray), "
+          f"PyTorch {64e3 / rows[0][2]:.1f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! runs both and prints the ratio.
 
 use burn::optim::AdamWConfig;
+use burn::tensor::backend::AutodiffBackend;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::model::Dit;
@@ -11,8 +12,6 @@ use dit_web::Preset;
 use trainer::data::loader::Loader;
 use trainer::data::Dataset;
 use trainer::train::step::{optimizer_step, Batch};
-
-type B = burn::backend::Autodiff<trainer::Cpu>;
 
 /// Random digits-shaped images in memory: the step's cost does not depend on their content.
 struct Noise(usize);
@@ -30,7 +29,18 @@ impl Dataset for Noise {
     }
 }
 
+/// `cargo bench -p trainer --bench step` measures burn-ndarray and burn-flex (the default
+/// feature); with `--features candle` burn-candle as well, in the same run.
 fn full_step(c: &mut Criterion) {
+    step_on::<burn::backend::Autodiff<trainer::NdArray>>(c, "ndarray");
+    #[cfg(feature = "flex")]
+    step_on::<burn::backend::Autodiff<burn::backend::Flex>>(c, "flex");
+    #[cfg(feature = "candle")]
+    #[allow(deprecated)]
+    step_on::<burn::backend::Autodiff<burn::backend::Candle>>(c, "candle");
+}
+
+fn step_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str) {
     let device = Default::default();
     let preset = Preset::mnist_cpu();
     let schedule = NoiseSchedule::new(&preset.schedule);
@@ -44,7 +54,7 @@ fn full_step(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("optimizer_step");
     group.sample_size(10).throughput(Throughput::Elements(64));
-    group.bench_function("mnist-cpu/batch64", |b| {
+    group.bench_function(format!("mnist-cpu/batch64/{backend}"), |b| {
         b.iter(|| {
             let batch = Batch::<B>::draw(
                 &mut loader,

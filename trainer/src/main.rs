@@ -50,11 +50,11 @@ enum Command {
         #[arg(long, default_value = trainer::data::download::DEFAULT_MIRROR)]
         mirror: String,
     },
-    /// Train the MNIST classifier that `eval` scores with (an MLP, ~98 % test accuracy).
+    /// Train the MNIST classifier that `eval` scores with (a small CNN on shifted digits).
     Classifier(ClassifierArgs),
     /// Score a model: K generated images per digit, class-conditional accuracy and FID in the
     /// classifier's feature space against the real test set, beside the same figures for real
-    /// training digits.
+    /// test and training digits (the ceiling).
     Eval(EvalArgs),
     /// Convert a reference PyTorch DiT checkpoint (torch.save dict with model_state, ema_state,
     /// model_args, step) into a weight file.
@@ -91,10 +91,16 @@ struct LrFindArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendChoice {
-    /// burn-ndarray on the CPU.
+    /// The CPU: burn-flex (burn-ndarray in a build without the `flex` feature).
     Cpu,
+    /// burn-ndarray on the CPU.
+    Ndarray,
     /// burn-cuda on an NVIDIA GPU (build with `--features cuda`).
     Cuda,
+    /// burn-wgpu on Vulkan, Metal or DirectX 12 (build with `--features wgpu`).
+    Wgpu,
+    /// burn-candle on the CPU (build with `--features candle`).
+    Candle,
 }
 
 #[derive(Args)]
@@ -166,6 +172,16 @@ struct GenerateArgs {
     /// Labels by name or index, e.g. `3 1 4` or `female male`.
     #[arg(long, num_args = 1.., required = true)]
     labels: Vec<String>,
+    #[command(flatten)]
+    sampler: SamplerArgs,
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+}
+
+/// The sampler flags `generate` and `eval` share.
+#[derive(Args)]
+struct SamplerArgs {
+    /// dpm++, ddim or ddpm.
     #[arg(long, default_value = "dpm++", value_parser = parse_sampler)]
     sampler: SamplerKind,
     #[arg(long, default_value_t = 20)]
@@ -175,8 +191,18 @@ struct GenerateArgs {
     cfg: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value = "out")]
-    out: PathBuf,
+}
+
+impl SamplerArgs {
+    fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            kind: self.sampler,
+            steps: self.steps,
+            guidance: self.cfg,
+            seed: self.seed,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -186,7 +212,8 @@ struct ClassifierArgs {
     data: PathBuf,
     #[arg(long, default_value = "runs/classifier.mpk")]
     out: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    /// Passes over the 60,000 training digits (3: 99.0 % test accuracy, ~5 minutes on 2 cores).
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -197,7 +224,7 @@ struct EvalArgs {
     /// Weight files to score (each gets a row).
     #[arg(long, num_args = 1.., required = true)]
     weights: Vec<PathBuf>,
-    /// MNIST folder: the test set is the reference, training digits the ceiling.
+    /// MNIST folder: the test set is the FID reference; real test and training digits the ceiling.
     #[arg(long)]
     data: PathBuf,
     /// From `trainer classifier`.
@@ -206,15 +233,8 @@ struct EvalArgs {
     /// Images per class.
     #[arg(long, default_value_t = 100)]
     per_class: usize,
-    #[arg(long, default_value = "dpm++", value_parser = parse_sampler)]
-    sampler: SamplerKind,
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    /// Classifier-free guidance scale (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    cfg: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     /// Images per network batch.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -480,6 +500,38 @@ fn train_on<D: Dataset>(
             "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
                 .into(),
         ),
+        #[cfg(feature = "candle")]
+        #[allow(deprecated)]
+        BackendChoice::Candle => on::<burn::backend::Autodiff<burn::backend::Candle>, D>(
+            preset, config, data, args, on_step,
+        ),
+        #[cfg(not(feature = "candle"))]
+        BackendChoice::Candle => Err(
+            "this trainer was built without candle: cargo build -p trainer --release --features candle"
+                .into(),
+        ),
+        BackendChoice::Ndarray => on::<burn::backend::Autodiff<trainer::NdArray>, D>(
+            preset, config, data, args, on_step,
+        ),
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => {
+            // burn-wgpu panics when no adapter exists; say so instead of a backtrace.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on::<burn::backend::Autodiff<burn::backend::Wgpu>, D>(
+                    preset, config, data, args, on_step,
+                )
+            }))
+            .unwrap_or_else(|_| {
+                Err("the wgpu backend stopped with the panic printed above (usually: no Vulkan, \
+                     Metal or DirectX 12 adapter)"
+                    .into())
+            })
+        }
+        #[cfg(not(feature = "wgpu"))]
+        BackendChoice::Wgpu => Err(
+            "this trainer was built without wgpu: cargo build -p trainer --release --features wgpu"
+                .into(),
+        ),
     }
 }
 
@@ -489,13 +541,7 @@ fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>
         (None, Some(run)) => export::from_run(run, !args.raw)?.to_bytes()?,
         (None, None) => unreachable!("clap requires --weights or --run"),
     };
-    let config = SamplerConfig {
-        kind: args.sampler,
-        steps: args.steps,
-        guidance: args.cfg,
-        seed: args.seed,
-        ..Default::default()
-    };
+    let config = args.sampler.config();
     let written = generate_pngs::<Cpu, _>(
         &bytes,
         &args.labels,
@@ -577,19 +623,24 @@ fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (_, test_features) = classifier.predict(&test_images);
     let reference = Gaussian::fit(&test_features);
 
-    let train = Mnist::load(&args.data, Split::Train)?;
-    let (real, real_labels) = eval::real_images(&train, args.per_class, args.seed);
-    let mut rows: Vec<(String, Scores)> = vec![(
-        "real training digits".into(),
-        eval::score(&classifier, &real, &real_labels, &reference),
-    )];
-    let config = SamplerConfig {
-        kind: args.sampler,
-        steps: args.steps,
-        guidance: args.cfg,
-        seed: args.seed,
-        ..Default::default()
-    };
+    // The ceiling: real digits through the same scoring. Test digits were never seen by the
+    // classifier (a fair accuracy) but are part of the FID reference (an optimistic FID);
+    // training digits are the other way round.
+    let mut rows: Vec<(String, Scores)> = Vec::new();
+    for (name, split) in [
+        ("real test digits", &test),
+        (
+            "real training digits",
+            &Mnist::load(&args.data, Split::Train)?,
+        ),
+    ] {
+        let (real, real_labels) = eval::real_images(split, args.per_class, args.sampler.seed);
+        rows.push((
+            name.into(),
+            eval::score(&classifier, &real, &real_labels, &reference),
+        ));
+    }
+    let config = args.sampler.config();
     for path in &args.weights {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let (model, meta) = WeightFile::from_bytes(&bytes)?.into_model::<Cpu>(&device)?;
@@ -624,10 +675,10 @@ fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{} per class, {} {} steps, guidance {}, seed {}; FID against the {} test digits",
         args.per_class,
-        args.sampler,
-        args.steps,
-        args.cfg,
-        args.seed,
+        config.kind,
+        config.steps,
+        config.guidance,
+        config.seed,
         test.len()
     );
     println!("{:<60} {:>9} {:>9}", "images", "accuracy", "FID");

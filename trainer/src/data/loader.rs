@@ -1,5 +1,9 @@
 //! Shuffled mini-batches, reshuffled every epoch from the run's seed, decoded on worker threads,
 //! with a resumable position. Images that cannot be decoded are skipped, counted and reported.
+//! [`Prefetcher`] decodes the next batches on a thread of its own while the current one trains.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread::Scope;
 
 use dit_web::diffusion::NoiseRng;
 use serde::{Deserialize, Serialize};
@@ -127,6 +131,110 @@ impl<'a, D: Dataset> Loader<'a, D> {
     }
 }
 
+/// Where training gets its batches: a [`Loader`] directly, or a [`Prefetcher`] in front of one.
+pub trait Batches {
+    /// The next `batch` images (`[batch * C * H * W]`, [-1, 1]) and labels.
+    fn next_batch(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>);
+    /// The position after the last batch handed out: a checkpoint stores it.
+    fn state(&self) -> LoaderState;
+    /// Images skipped so far, and the first few reasons.
+    fn skipped(&self) -> (u64, &[String]);
+}
+
+impl<D: Dataset> Batches for Loader<'_, D> {
+    fn next_batch(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>) {
+        Loader::next_batch(self, batch)
+    }
+    fn state(&self) -> LoaderState {
+        Loader::state(self)
+    }
+    fn skipped(&self) -> (u64, &[String]) {
+        Loader::skipped(self)
+    }
+}
+
+/// One prefetched batch and the loader's bookkeeping right after it.
+struct Prefetched {
+    images: Vec<f32>,
+    labels: Vec<usize>,
+    state: LoaderState,
+    skipped: u64,
+    reasons: Vec<String>,
+}
+
+/// A [`Loader`] running `depth` batches ahead on its own thread, so the device never waits for
+/// JPEG decoding. It hands out exactly the batches the loader would, and its [`Batches::state`]
+/// is the loader's state after the last batch handed out, so checkpoints resume the same way.
+/// Every batch has the size given to [`Prefetcher::spawn`].
+pub struct Prefetcher {
+    batches: Receiver<Prefetched>,
+    batch: usize,
+    state: LoaderState,
+    skipped: u64,
+    reasons: Vec<String>,
+}
+
+impl Prefetcher {
+    /// Moves `loader` onto a thread of `scope`. The thread stops when the prefetcher is dropped.
+    pub fn spawn<'scope, 'env, D: Dataset>(
+        scope: &'scope Scope<'scope, 'env>,
+        mut loader: Loader<'env, D>,
+        batch: usize,
+        depth: usize,
+    ) -> Self {
+        let state = loader.state();
+        let (sender, batches) = sync_channel(depth.max(1));
+        scope.spawn(move || loop {
+            let (images, labels) = loader.next_batch(batch);
+            let (skipped, reasons) = loader.skipped();
+            let next = Prefetched {
+                images,
+                labels,
+                state: loader.state(),
+                skipped,
+                reasons: reasons.to_vec(),
+            };
+            if sender.send(next).is_err() {
+                break; // the prefetcher was dropped
+            }
+        });
+        Self {
+            batches,
+            batch,
+            state,
+            skipped: 0,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl Batches for Prefetcher {
+    /// # Panics
+    /// If `batch` is not the size the prefetcher was made for, or if the loader thread panicked
+    /// (its message is printed first).
+    fn next_batch(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>) {
+        assert_eq!(
+            batch, self.batch,
+            "the prefetcher makes batches of {}",
+            self.batch
+        );
+        let next = self
+            .batches
+            .recv()
+            .expect("the data loader thread stopped (see its message above)");
+        self.state = next.state;
+        self.skipped = next.skipped;
+        self.reasons = next.reasons;
+        (next.images, next.labels)
+    }
+    fn state(&self) -> LoaderState {
+        self.state
+    }
+    fn skipped(&self) -> (u64, &[String]) {
+        (self.skipped, &self.reasons)
+    }
+}
+
 /// Decodes `indices` into consecutive slots of `out`, split across `workers` threads.
 fn decode<D: Dataset>(
     data: &D,
@@ -172,4 +280,43 @@ fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
         order.swap(i, rng.below(i + 1));
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Images whose pixels are their index; every fifth one fails to decode.
+    struct Numbered(usize);
+
+    impl Dataset for Numbered {
+        fn len(&self) -> usize {
+            self.0
+        }
+        fn image_len(&self) -> usize {
+            2
+        }
+        fn image_into(&self, index: usize, out: &mut [f32]) -> Result<usize, String> {
+            if index % 5 == 4 {
+                return Err(format!("image {index} is corrupt"));
+            }
+            out.fill(index as f32);
+            Ok(index % 3)
+        }
+    }
+
+    #[test]
+    fn prefetcher_hands_out_the_loaders_batches_and_states() {
+        let data = Numbered(23);
+        let mut direct = Loader::new(&data, 7);
+        std::thread::scope(|scope| {
+            let mut ahead = Prefetcher::spawn(scope, Loader::new(&data, 7).with_workers(2), 4, 2);
+            for _ in 0..15 {
+                assert_eq!(ahead.next_batch(4), direct.next_batch(4));
+                assert_eq!(Batches::state(&ahead), direct.state());
+                assert_eq!(Batches::skipped(&ahead).0, direct.skipped().0);
+            }
+            assert!(direct.skipped().0 > 0, "the fixture skips images");
+        });
+    }
 }

@@ -1,13 +1,17 @@
-//! The MNIST classifier that `trainer classifier` trains and `trainer eval` scores with:
-//! Linear(784, 512) -> ReLU -> Linear(512, 128) -> ReLU (the 128 features FID uses) ->
-//! Linear(128, 10). A multilayer perceptron rather than a CNN: burn-ndarray's convolutions made a
-//! two-epoch CNN take most of an hour on two cores, this trains in minutes to ~98 % test accuracy.
+//! The MNIST classifier that `trainer classifier` trains and `trainer eval` scores with, a small
+//! CNN: Conv(1->32, 3x3) -> ReLU -> MaxPool 2 -> Conv(32->64, 3x3) -> ReLU -> MaxPool 2 ->
+//! Linear(3136, 128) -> ReLU (the 128 features FID uses) -> Linear(128, 10). Trained on digits
+//! shifted by up to 2 pixels, so a generated digit a little off-centre is still read for what it
+//! is. (A 784-512-128-10 perceptron, the first version, reached 97.8 % test accuracy: too close
+//! to the 98 % a model is asked to reach to tell a bad digit from a misread one.)
 
 use std::path::Path;
 
 use burn::module::{AutodiffModule, Module};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::activation::relu;
@@ -17,36 +21,47 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use crate::data::loader::Loader;
 use crate::data::mnist::Mnist;
 use crate::data::Dataset;
+use dit_web::diffusion::NoiseRng;
 
 pub const FEATURES: usize = 128;
 const SIDE: usize = 28;
 
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    pool: MaxPool2d,
     fc1: Linear<B>,
     fc2: Linear<B>,
-    fc3: Linear<B>,
 }
 
 impl<B: Backend> Classifier<B> {
     pub fn new(device: &B::Device) -> Self {
+        let conv = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device)
+        };
         Self {
-            fc1: LinearConfig::new(SIDE * SIDE, 512).init(device),
-            fc2: LinearConfig::new(512, FEATURES).init(device),
-            fc3: LinearConfig::new(FEATURES, 10).init(device),
+            conv1: conv(1, 32),
+            conv2: conv(32, 64),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            fc1: LinearConfig::new(64 * (SIDE / 4) * (SIDE / 4), FEATURES).init(device),
+            fc2: LinearConfig::new(FEATURES, 10).init(device),
         }
     }
 
     /// `[N, 1, 28, 28]` in [-1, 1] -> (logits `[N, 10]`, features `[N, 128]`).
     pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let h = relu(self.fc1.forward(x.flatten::<2>(1, 3)));
-        let features = relu(self.fc2.forward(h));
-        (self.fc3.forward(features.clone()), features)
+        let h = self.pool.forward(relu(self.conv1.forward(x)));
+        let h = self.pool.forward(relu(self.conv2.forward(h)));
+        let features = relu(self.fc1.forward(h.flatten::<2>(1, 3)));
+        (self.fc2.forward(features.clone()), features)
     }
 
     /// Predicted classes and features of images `[n * 784]`, 500 at a time.
     pub fn predict(&self, images: &[f32]) -> (Vec<usize>, Vec<Vec<f32>>) {
-        let device = self.fc1.weight.device();
+        let device = self.fc2.weight.device();
         let (mut classes, mut features) = (Vec::new(), Vec::new());
         for chunk in images.chunks(500 * SIDE * SIDE) {
             let n = chunk.len() / (SIDE * SIDE);
@@ -91,8 +106,9 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-/// Trains the classifier with Adam (lr 1e-3, batch 128) for `epochs` passes over `train`,
-/// calling `progress(step, loss)`. Returns the trained network without autodiff.
+/// Trains the classifier with Adam (lr 1e-3, batch 128) for `epochs` passes over `train`, each
+/// digit shifted by a random -2..=2 pixels on each axis, calling `progress(step, loss)`. Returns
+/// the trained network without autodiff.
 pub fn train<B: AutodiffBackend>(
     train: &Mnist,
     epochs: usize,
@@ -107,8 +123,14 @@ pub fn train<B: AutodiffBackend>(
     let mut loader = Loader::new(train, seed);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let steps = epochs * train.len() / BATCH;
+    let mut rng = NoiseRng::new(seed, 1);
     for step in 0..steps {
-        let (images, labels) = loader.next_batch(BATCH);
+        let (mut images, labels) = loader.next_batch(BATCH);
+        for image in images.chunks_mut(SIDE * SIDE) {
+            let dx = rng.below(5) as isize - 2;
+            let dy = rng.below(5) as isize - 2;
+            shift(image, dx, dy);
+        }
         let x = Tensor::<B, 4>::from_data(TensorData::new(images, [BATCH, 1, SIDE, SIDE]), device);
         let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
         let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [BATCH]), device);
@@ -120,6 +142,22 @@ pub fn train<B: AutodiffBackend>(
         progress(step + 1, value);
     }
     model.valid()
+}
+
+/// Moves a 28x28 image in [-1, 1] by (dx, dy) pixels, filling with background (-1).
+fn shift(image: &mut [f32], dx: isize, dy: isize) {
+    let source = image.to_vec();
+    let side = SIDE as isize;
+    for y in 0..side {
+        for x in 0..side {
+            let (sx, sy) = (x - dx, y - dy);
+            image[(y * side + x) as usize] = if (0..side).contains(&sx) && (0..side).contains(&sy) {
+                source[(sy * side + sx) as usize]
+            } else {
+                -1.0
+            };
+        }
+    }
 }
 
 /// Accuracy on a whole split.
@@ -136,4 +174,22 @@ pub fn accuracy<B: Backend>(classifier: &Classifier<B>, data: &Mnist) -> f64 {
         .filter(|(p, &l)| **p == l as usize)
         .count();
     correct as f64 / data.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shift_moves_pixels_and_fills_with_background() {
+        let mut image = vec![-1.0; SIDE * SIDE];
+        image[10 * SIDE + 10] = 1.0;
+        shift(&mut image, 2, -1);
+        assert_eq!(image[9 * SIDE + 12], 1.0);
+        assert_eq!(image.iter().filter(|&&v| v == 1.0).count(), 1);
+        let mut edge = vec![1.0; SIDE * SIDE];
+        shift(&mut edge, -2, 0);
+        assert_eq!(edge[SIDE - 1], -1.0);
+        assert_eq!(edge[SIDE - 3], 1.0);
+    }
 }

@@ -17,7 +17,7 @@ use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, DitConfig, Preset};
 use serde::{Deserialize, Serialize};
 
-use crate::data::loader::{Loader, LoaderState};
+use crate::data::loader::{Batches, Loader, LoaderState, Prefetcher};
 use crate::data::Dataset;
 use crate::report::metrics::{Metrics, MetricsRow};
 use checkpoint::RunState;
@@ -146,84 +146,88 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     let mut metrics = Metrics::open(&run.join("metrics.jsonl")).map_err(io(run))?;
 
     let mut rng = NoiseRng::from_state(&state.rng);
-    let mut loader = Loader::resume(data, state.loader);
     let n = config.batch_size;
-    let mut losses = Vec::new();
-    let mut average: Option<f64> = state.last_loss;
-    let mut last_good = checkpoint::latest(run)
-        .map(|d| d.display().to_string())
-        .unwrap_or_else(|_| "none (no checkpoint yet)".into());
+    // The loader runs two batches ahead on its own thread for as long as this scope lives.
+    std::thread::scope(|scope| {
+        let mut loader = Prefetcher::spawn(scope, Loader::resume(data, state.loader), n, 2);
+        let mut losses = Vec::new();
+        let mut average: Option<f64> = state.last_loss;
+        let mut last_good = checkpoint::latest(run)
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "none (no checkpoint yet)".into());
 
-    while state.step < config.steps {
-        let started = Instant::now();
-        let step = state.step;
-        let batch = step::Batch::<B>::draw(
-            &mut loader,
-            &mut rng,
-            &schedule,
-            &model_config,
-            n,
-            config.label_dropout,
-            device,
-        );
-        let lr = config.lr.lr(step);
-        let (next, loss_value, grad_norm) =
-            step::optimizer_step(model, &mut optim, batch, lr, config.grad_clip);
-        model = next;
-        let spike = average.is_some_and(|avg| loss_value > config.spike_factor * avg.max(1e-3));
-        if !loss_value.is_finite() || spike {
-            return Err(TrainError::Diverged {
-                step,
-                loss: loss_value,
-                last_good,
-            });
-        }
-        ema = ema::update(
-            ema,
-            &model.valid(),
-            ema::decay_at(config.ema_decay, config.ema_warmup, step),
-        );
-
-        state.step += 1;
-        average = Some(average.map_or(loss_value, |a| 0.98 * a + 0.02 * loss_value));
-        losses.push((step, loss_value));
-        let row = MetricsRow {
-            step: state.step,
-            loss: loss_value,
-            lr,
-            grad_norm,
-            images_per_sec: n as f64 / started.elapsed().as_secs_f64(),
-        };
-        metrics.append(&row).map_err(io(run))?;
-        on_step(&row);
-
-        let at_end = state.step == config.steps;
-        if config.sample_every > 0 && (state.step.is_multiple_of(config.sample_every) || at_end) {
-            crate::report::samples::write_grid(
-                &ema,
+        while state.step < config.steps {
+            let started = Instant::now();
+            let step = state.step;
+            let batch = step::Batch::<B>::draw(
+                &mut loader,
+                &mut rng,
                 &schedule,
-                2,
-                &crate::report::samples::grid_path(run, state.step),
-            )?;
-            // Pictures for people; a failure to draw one must not stop the run.
-            if let Err(e) = crate::report::refresh(run) {
-                eprintln!("warning: could not redraw loss.png / progress.gif: {e}");
+                &model_config,
+                n,
+                config.label_dropout,
+                device,
+            );
+            let lr = config.lr.lr(step);
+            let (next, loss_value, grad_norm) =
+                step::optimizer_step(model, &mut optim, batch, lr, config.grad_clip);
+            model = next;
+            let spike = average.is_some_and(|avg| loss_value > config.spike_factor * avg.max(1e-3));
+            if !loss_value.is_finite() || spike {
+                return Err(TrainError::Diverged {
+                    step,
+                    loss: loss_value,
+                    last_good,
+                });
+            }
+            ema = ema::update(
+                ema,
+                &model.valid(),
+                ema::decay_at(config.ema_decay, config.ema_warmup, step),
+            );
+
+            state.step += 1;
+            average = Some(average.map_or(loss_value, |a| 0.98 * a + 0.02 * loss_value));
+            losses.push((step, loss_value));
+            let row = MetricsRow {
+                step: state.step,
+                loss: loss_value,
+                lr,
+                grad_norm,
+                images_per_sec: n as f64 / started.elapsed().as_secs_f64(),
+            };
+            metrics.append(&row).map_err(io(run))?;
+            on_step(&row);
+
+            let at_end = state.step == config.steps;
+            if config.sample_every > 0 && (state.step.is_multiple_of(config.sample_every) || at_end)
+            {
+                crate::report::samples::write_grid(
+                    &ema,
+                    &schedule,
+                    2,
+                    &crate::report::samples::grid_path(run, state.step),
+                )?;
+                // Pictures for people; a failure to draw one must not stop the run.
+                if let Err(e) = crate::report::refresh(run) {
+                    eprintln!("warning: could not redraw loss.png / progress.gif: {e}");
+                }
+            }
+            if (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every))
+                || at_end
+            {
+                state.rng = rng.state();
+                state.loader = loader.state();
+                state.last_loss = average;
+                let dir = checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
+                last_good = dir.display().to_string();
             }
         }
-        if (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every))
-            || at_end
-        {
-            state.rng = rng.state();
-            state.loader = loader.state();
-            state.last_loss = average;
-            let dir = checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
-            last_good = dir.display().to_string();
-        }
-    }
-    let (count, reasons) = loader.skipped();
-    Ok(TrainOutcome {
-        losses,
-        final_step: state.step,
-        skipped: (count, reasons.to_vec()),
+        let (count, reasons) = loader.skipped();
+        Ok(TrainOutcome {
+            losses,
+            final_step: state.step,
+            skipped: (count, reasons.to_vec()),
+        })
     })
 }

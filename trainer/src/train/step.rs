@@ -8,8 +8,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, DitConfig};
 
-use crate::data::loader::Loader;
-use crate::data::Dataset;
+use crate::data::loader::Batches;
 
 /// A training batch on the device: `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps` and its target eps.
 pub struct Batch<B: Backend> {
@@ -22,8 +21,8 @@ pub struct Batch<B: Backend> {
 impl<B: Backend> Batch<B> {
     /// Next images from the loader; uniform timesteps, fresh noise and label dropout all come
     /// from the run's host RNG (in this order), so a resumed run draws the same numbers.
-    pub fn draw<D: Dataset>(
-        loader: &mut Loader<'_, D>,
+    pub fn draw(
+        loader: &mut impl Batches,
         rng: &mut NoiseRng,
         schedule: &NoiseSchedule,
         config: &DitConfig,
