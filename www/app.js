@@ -48,6 +48,9 @@ function selectedLabels() {
   return [...ui.labels.querySelectorAll("button[aria-pressed=true]")].map((b) => b.dataset.label);
 }
 
+// The wasm API's limit on one call (MAX_BATCH in src/web/api.rs).
+const MAX_IMAGES = 64;
+
 function request() {
   const perLabel = Math.max(1, Math.min(16, Number(ui.batch.value) || 1));
   const labels = selectedLabels().flatMap((l) => Array(perLabel).fill(l));
@@ -95,6 +98,10 @@ async function generate() {
   const req = request();
   if (!req.labels.length) {
     showError("pick at least one label");
+    return;
+  }
+  if (req.labels.length > MAX_IMAGES) {
+    showError(`at most ${MAX_IMAGES} images per run: ${req.labels.length} asked (fewer labels or images per label)`);
     return;
   }
   busy = true;

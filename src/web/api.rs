@@ -28,7 +28,8 @@ use crate::image;
 use crate::model::Dit;
 use crate::weights::{WeightFile, WeightsMeta};
 
-/// Largest batch one call may ask for (the page offers up to 16; memory grows with it).
+/// Largest batch one call may ask for (memory grows with it; the page checks the same limit before
+/// it calls: up to 10 labels x 16 images per label would be 160).
 pub const MAX_BATCH: usize = 64;
 /// Most network evaluations one call may ask for.
 pub const MAX_STEPS: usize = 1000;

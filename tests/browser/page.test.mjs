@@ -115,9 +115,15 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const message = await page.locator("#error").textContent();
     assert.match(message, /could not load broken\.safetensors: .+/);
     assert.equal(await page.locator("#model").inputValue(), "mnist", "the shipped model stays selected");
+    // Too many images for one call: a plain message, nothing sent to the worker.
+    await page.fill("#batch", "16");
+    for (const digit of ["2", "3", "4", "5"]) await page.click(`#labels button:text-is("${digit}")`);
     await page.click("#generate");
-    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
-      document.body.dataset.state !== "ready", null, { timeout: TIMEOUT });
+    assert.match(await page.locator("#error").textContent(), /at most 64 images per run: 80 asked/);
+    await page.fill("#batch", "1");
+    await page.click("#generate");
+    await page.waitForFunction(() => document.body.dataset.state === "done" ||
+      (document.body.dataset.state === "error" && !document.querySelector("#error").hidden), null, { timeout: TIMEOUT });
     assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
       await page.locator("#error").textContent());
     assert.equal(await page.locator("#error").isHidden(), true);
