@@ -121,6 +121,11 @@ impl<'a, B: Backend> Denoiser<'a, B> {
     }
 }
 
+/// Images per network call that [`sample_batched`] uses unless told otherwise: requests larger
+/// than this run as several batches (see `cargo bench --bench model`, `sample_batched`: per-image
+/// time grows again past a few dozen images as activations outgrow the CPU's caches).
+pub const DEFAULT_BATCH: usize = 32;
+
 /// Samples a batch, one image per label, calling `on_step` after every step.
 /// Returns `[labels.len() * C * H * W]` values in roughly [-1, 1].
 pub fn sample<B: Backend>(
@@ -128,10 +133,60 @@ pub fn sample<B: Backend>(
     schedule: &NoiseSchedule,
     labels: &[usize],
     config: &SamplerConfig,
-    mut on_step: impl FnMut(&StepInfo),
+    on_step: impl FnMut(&StepInfo),
 ) -> Result<Vec<f32>, GenerateError> {
     let denoiser = Denoiser::new(model, labels, config.guidance)?;
-    let mut sampler = Sampler::new(schedule, config, labels.len(), model.config().image_len());
+    Ok(sample_streams(
+        &denoiser,
+        schedule,
+        0,
+        labels.len(),
+        config,
+        on_step,
+    ))
+}
+
+/// [`sample`] for a request of any size, run as batches of at most `max_batch` images. Image `i`
+/// keeps noise stream `i`, so the result is the one-batch result (up to float rounding in the
+/// network). `on_batch(done)` is called after each batch with the images finished so far.
+pub fn sample_batched<B: Backend>(
+    model: &Dit<B>,
+    schedule: &NoiseSchedule,
+    labels: &[usize],
+    config: &SamplerConfig,
+    max_batch: usize,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<f32>, GenerateError> {
+    // Every label and the guidance are checked before the first batch runs.
+    Denoiser::new(model, labels, config.guidance)?;
+    let mut out = Vec::with_capacity(labels.len() * model.config().image_len());
+    for (k, chunk) in labels.chunks(max_batch.max(1)).enumerate() {
+        let denoiser = Denoiser::new(model, chunk, config.guidance)?;
+        let first = k * max_batch.max(1);
+        out.extend(sample_streams(
+            &denoiser,
+            schedule,
+            first,
+            chunk.len(),
+            config,
+            |_| {},
+        ));
+        on_batch(first + chunk.len());
+    }
+    Ok(out)
+}
+
+/// The sampling loop for images `first..first + count` of a request.
+fn sample_streams<B: Backend>(
+    denoiser: &Denoiser<'_, B>,
+    schedule: &NoiseSchedule,
+    first: usize,
+    count: usize,
+    config: &SamplerConfig,
+    mut on_step: impl FnMut(&StepInfo),
+) -> Vec<f32> {
+    let image_len = denoiser.model.config().image_len();
+    let mut sampler = Sampler::new_at(schedule, config, first..first + count, image_len);
     while let Some(t) = sampler.timestep() {
         let eps = denoiser.eps(sampler.x(), t);
         let x0 = sampler.advance(&eps);
@@ -142,7 +197,7 @@ pub fn sample<B: Backend>(
             x0: &x0,
         });
     }
-    Ok(sampler.into_output())
+    sampler.into_output()
 }
 
 /// Splits a sampled batch into RGBA images.
@@ -153,12 +208,14 @@ pub fn to_images(batch: &[f32], channels: usize, size: usize) -> Vec<Rgba> {
         .collect()
 }
 
-/// Loads a weight file, generates one image per label and writes `NNNN_label-<name>.png` for each
-/// plus `grid.png` into `out_dir`. Returns the paths written, grid last.
+/// Loads a weight file, generates one image per label (at most `max_batch` per network call) and
+/// writes `NNNN_label-<name>.png` for each plus `grid.png` into `out_dir`. Returns the paths
+/// written, grid last.
 pub fn generate_pngs<B: Backend, S: AsRef<str>>(
     weights: &[u8],
     labels: &[S],
     config: &SamplerConfig,
+    max_batch: usize,
     out_dir: &Path,
     device: &B::Device,
 ) -> Result<Vec<PathBuf>, GenerateError> {
@@ -166,7 +223,7 @@ pub fn generate_pngs<B: Backend, S: AsRef<str>>(
         WeightFile::from_bytes(weights)?.into_model(device)?;
     let ids = resolve_labels(&meta.labels, labels)?;
     let schedule = NoiseSchedule::new(&meta.schedule);
-    let batch = sample(&model, &schedule, &ids, config, |_| {})?;
+    let batch = sample_batched(&model, &schedule, &ids, config, max_batch, |_| {})?;
     let (c, s) = (meta.model.in_channels, meta.model.input_size);
     let images = to_images(&batch, c, s);
 

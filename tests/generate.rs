@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};
-use dit_web::generate::{generate_pngs, resolve_labels, sample, GenerateError};
+use dit_web::generate::{generate_pngs, resolve_labels, sample, sample_batched, GenerateError};
 use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
 use dit_web::{Conditioning, Dit, Flavour, ScheduleConfig};
 
@@ -121,6 +121,40 @@ fn guidance_changes_the_result_and_needs_a_null_label() {
 }
 
 #[test]
+fn a_request_split_into_batches_gives_the_one_batch_images() {
+    let (model, _) = weights(true);
+    let labels = [0, 1, 2, 1, 0, 2, 2];
+    for kind in [SamplerKind::DpmSolverPP, SamplerKind::Ddpm] {
+        let config = cfg(kind, 6, 2.0, 13);
+        let whole = sample(&model, &schedule(), &labels, &config, |_| {}).unwrap();
+        let mut done = Vec::new();
+        let split =
+            sample_batched(&model, &schedule(), &labels, &config, 3, |n| done.push(n)).unwrap();
+        assert_eq!(done, vec![3, 6, 7], "{kind}: progress per batch");
+        assert_eq!(split.len(), whole.len());
+        // DDPM draws fresh noise every step: equal images mean every image kept its stream.
+        assert!(
+            max_abs_diff(&split, &whole) < 1e-4,
+            "{kind}: split differs by {}",
+            max_abs_diff(&split, &whole)
+        );
+    }
+    // A bad label anywhere fails before any batch runs.
+    let mut calls = 0;
+    let err = sample_batched(
+        &model,
+        &schedule(),
+        &[0, 1, 2, 7],
+        &cfg(SamplerKind::DpmSolverPP, 2, 1.0, 0),
+        2,
+        |_| calls += 1,
+    )
+    .unwrap_err();
+    assert!(matches!(err, GenerateError::UnknownLabel { .. }), "{err}");
+    assert_eq!(calls, 0);
+}
+
+#[test]
 fn progress_callback_sees_every_step_with_a_preview() {
     let (model, _) = weights(true);
     let mut seen = Vec::new();
@@ -154,6 +188,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
         &bytes,
         &["dog", "0", "owl"],
         &cfg(SamplerKind::DpmSolverPP, 5, 2.0, 42),
+        2,
         dir.path(),
         &device(),
     )
@@ -194,6 +229,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
         &bytes,
         &["zebra"],
         &SamplerConfig::default(),
+        16,
         dir.path(),
         &device(),
     )
@@ -203,6 +239,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
         &bytes[..100],
         &["dog"],
         &SamplerConfig::default(),
+        16,
         dir.path(),
         &device(),
     )

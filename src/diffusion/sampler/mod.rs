@@ -130,7 +130,20 @@ impl Sampler {
         batch: usize,
         image_len: usize,
     ) -> Self {
-        let mut rngs: Vec<NoiseRng> = (0..batch)
+        Self::new_at(schedule, config, 0..batch, image_len)
+    }
+
+    /// Starts from pure noise for images `streams` of a larger request: image `i` of the request
+    /// draws from stream `i` of the seed, so a request split into several batches gives the same
+    /// images as one batch.
+    pub fn new_at(
+        schedule: &NoiseSchedule,
+        config: &SamplerConfig,
+        streams: std::ops::Range<usize>,
+        image_len: usize,
+    ) -> Self {
+        let batch = streams.len();
+        let mut rngs: Vec<NoiseRng> = streams
             .map(|i| NoiseRng::new(config.seed, i as u64))
             .collect();
         let mut x = vec![0f32; batch * image_len];
