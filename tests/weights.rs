@@ -88,6 +88,8 @@ fn f16_and_int8_stay_close_to_f32() {
     for (quantization, matrix_bound, output_bound) in [
         (Quantization::F16, 1e-3, 1e-3),
         (Quantization::Int8, 0.02, 0.05),
+        // 15 levels per group of 32: about 10 % per matrix on Gaussian weights.
+        (Quantization::Int4, 0.15, 0.2),
     ] {
         let bytes = encode(&model, meta(&config, quantization));
         let file = WeightFile::from_bytes(&bytes).unwrap();
@@ -114,7 +116,11 @@ fn quantization_report_for_the_mnist_preset() {
     let f32_bytes = encode(&model, meta(&config, Quantization::F32));
     let original = WeightFile::from_bytes(&f32_bytes).unwrap();
     println!("f32 file: {} bytes", f32_bytes.len());
-    for quantization in [Quantization::F16, Quantization::Int8] {
+    for (quantization, matrix_bound, output_bound) in [
+        (Quantization::F16, 0.02, 0.05),
+        (Quantization::Int8, 0.02, 0.05),
+        (Quantization::Int4, 0.15, 0.25),
+    ] {
         let bytes = encode(&model, meta(&config, quantization));
         let file = WeightFile::from_bytes(&bytes).unwrap();
         let worst = original.matrix_errors(&file).into_iter().next().unwrap();
@@ -128,8 +134,49 @@ fn quantization_report_for_the_mnist_preset() {
             worst.1.relative_rms,
             worst.1.max_abs
         );
-        assert!(worst.1.relative_rms < 0.02 && out_err < 0.05);
+        assert!(worst.1.relative_rms < matrix_bound && out_err < output_bound);
     }
+}
+
+#[test]
+fn int4_quantization_is_group_wise_and_packs_two_per_byte() {
+    // [64, 2]: two groups of 32 rows per column. Column 0 ramps from -1 to 1 in the first
+    // group and is tiny in the second; column 1 is constant.
+    let (rows, cols) = (64, 2);
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            match (c, r < 32) {
+                (0, true) => -1.0 + 2.0 * r as f32 / 31.0,
+                (0, false) => 0.001 * (r as f32 - 48.0),
+                _ => -0.5,
+            }
+        })
+        .collect();
+    assert!(quant::int4_fits(&[rows, cols]));
+    assert!(!quant::int4_fits(&[48, 2]) && !quant::int4_fits(&[64, 3]) && !quant::int4_fits(&[64]));
+    let q = quant::quantize_int4(&data, &[rows, cols]);
+    assert_eq!(q.packed.len(), rows * cols / 2);
+    assert_eq!(q.scale_shape, vec![2, 2]);
+    assert!((q.scales[0] - 1.0 / 7.0).abs() < 1e-7, "{:?}", q.scales);
+    assert!((q.scales[2] - 0.016 / 7.0).abs() < 1e-7, "{:?}", q.scales);
+    let back = quant::dequantize_int4(&q.packed, &[rows, cols], &q.scales, &q.scale_shape).unwrap();
+    for (i, (a, b)) in data.iter().zip(&back).enumerate() {
+        let step = q.scales[(i / cols / 32) * cols + i % cols];
+        assert!((a - b).abs() <= step / 2.0 + 1e-7, "{i}: {a} vs {b}");
+    }
+    // The extremes come back (negative nibbles sign-extend).
+    assert!(
+        (back[0] + 1.0).abs() < 1e-6 && (back[1] + 0.5).abs() < 1e-6,
+        "{:?}",
+        &back[..2]
+    );
+    // Shapes that do not agree are errors, not panics.
+    assert!(quant::dequantize_int4(&q.packed, &[rows, cols], &q.scales, &[3, 2]).is_err());
+    assert!(
+        quant::dequantize_int4(&q.packed[1..], &[rows, cols], &q.scales, &q.scale_shape).is_err()
+    );
+    assert!(quant::dequantize_int4(&q.packed, &[rows * cols], &q.scales, &q.scale_shape).is_err());
 }
 
 #[test]
@@ -148,6 +195,63 @@ fn int8_quantization_is_per_output_channel() {
         quant::quantize_int8(&[0.0; 16], &[2, 2, 2, 2]).scale_shape,
         vec![2, 1, 1, 1]
     );
+}
+
+#[test]
+fn int4_file_is_about_a_sixth_of_f32() {
+    let config = Preset::mnist().model;
+    let model = randomize(config.init::<B>(&device()), 3, 0.05);
+    let f32_len = encode(&model, meta(&config, Quantization::F32)).len() as f64;
+    let int4_len = encode(&model, meta(&config, Quantization::Int4)).len() as f64;
+    // 4 bits + a 32-bit scale per 32 weights = 5 bits for the matrices that fit (nearly all).
+    assert!(
+        (0.15..0.19).contains(&(int4_len / f32_len)),
+        "{}",
+        int4_len / f32_len
+    );
+}
+
+#[test]
+fn an_int4_tensor_with_mismatched_scales_is_a_bad_tensor() {
+    let (config, model) = tiny();
+    let bytes = encode(&model, meta(&config, Quantization::Int4));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let name = "blocks.0.mlp.fc2.weight";
+    assert_eq!(file.tensor(name).unwrap().dtype(), safetensors::Dtype::U8);
+    // Rebuild the file with that tensor's scales cut to one group too few.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let json = header.metadata().as_ref().unwrap()[METADATA_KEY].clone();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                v.dtype(),
+                v.shape().to_vec(),
+                v.data().to_vec(),
+            )
+        })
+        .collect();
+    let scale = tensors
+        .iter_mut()
+        .find(|t| t.0 == format!("{name}.qscale"))
+        .unwrap();
+    scale.2[0] += 1;
+    scale.3.extend([0; 64]);
+    let bytes = raw(
+        tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone()))
+            .collect(),
+        Some(json),
+    );
+    match load(&bytes).unwrap_err() {
+        WeightError::BadTensor { name: bad, reason } => {
+            assert_eq!(bad, name);
+            assert!(reason.contains("does not group"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[test]

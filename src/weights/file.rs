@@ -24,6 +24,9 @@ pub enum Quantization {
     F16,
     /// Matrices and filters as int8 with one f32 scale per output channel; vectors stay f32.
     Int8,
+    /// Linear weights as group-wise int4 (two per byte, one f32 scale per 32 inputs of each
+    /// output); matrices that do not split into such groups as int8; vectors stay f32.
+    Int4,
 }
 
 impl std::str::FromStr for Quantization {
@@ -33,8 +36,9 @@ impl std::str::FromStr for Quantization {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
             "int8" => Ok(Self::Int8),
+            "int4" => Ok(Self::Int4),
             other => Err(format!(
-                "unknown quantization `{other}` (expected f32, f16 or int8)"
+                "unknown quantization `{other}` (expected f32, f16, int8 or int4)"
             )),
         }
     }
@@ -154,7 +158,7 @@ impl WeightFile {
                     .chunks_exact(2)
                     .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect(),
-                Dtype::I8 => {
+                Dtype::I8 | Dtype::U8 => {
                     let bad = |reason: String| WeightError::BadTensor {
                         name: name.into(),
                         reason,
@@ -162,7 +166,7 @@ impl WeightFile {
                     let scale_name = format!("{name}{SCALE_SUFFIX}");
                     let scale = views
                         .get(scale_name.as_str())
-                        .ok_or_else(|| bad(format!("int8 tensor without `{scale_name}`")))?;
+                        .ok_or_else(|| bad(format!("quantized tensor without `{scale_name}`")))?;
                     if scale.dtype() != Dtype::F32 {
                         return Err(bad(format!("`{scale_name}` must be F32")));
                     }
@@ -171,8 +175,28 @@ impl WeightFile {
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect();
-                    let values: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
-                    quant::dequantize_int8(&values, &shape, &scales, scale.shape()).map_err(bad)?
+                    if view.dtype() == Dtype::I8 {
+                        let values: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
+                        quant::dequantize_int8(&values, &shape, &scales, scale.shape())
+                            .map_err(bad)?
+                    } else {
+                        // int4: two values per byte along the last axis.
+                        let Some((last, rest)) = shape.split_last() else {
+                            return Err(bad("an int4 tensor needs a shape".into()));
+                        };
+                        let logical: Vec<usize> = rest.iter().copied().chain([2 * last]).collect();
+                        let data =
+                            quant::dequantize_int4(view.data(), &logical, &scales, scale.shape())
+                                .map_err(bad)?;
+                        tensors.insert(
+                            name.to_string(),
+                            HostTensor {
+                                shape: logical,
+                                data,
+                            },
+                        );
+                        continue;
+                    }
                 }
                 other => {
                     return Err(WeightError::UnsupportedDtype {
@@ -198,7 +222,22 @@ impl WeightFile {
                     .collect::<Vec<u8>>()
             };
             match self.meta.quantization {
-                Quantization::Int8 if t.shape.len() >= 2 => {
+                Quantization::Int4 if quant::int4_fits(&t.shape) => {
+                    let q = quant::quantize_int4(&t.data, &t.shape);
+                    entries.push((
+                        name.clone(),
+                        Dtype::U8,
+                        vec![t.shape[0], t.shape[1] / 2],
+                        q.packed,
+                    ));
+                    entries.push((
+                        format!("{name}{SCALE_SUFFIX}"),
+                        Dtype::F32,
+                        q.scale_shape,
+                        f32_bytes(&q.scales),
+                    ));
+                }
+                Quantization::Int8 | Quantization::Int4 if t.shape.len() >= 2 => {
                     let q = quant::quantize_int8(&t.data, &t.shape);
                     entries.push((
                         name.clone(),

@@ -124,3 +124,97 @@ pub fn error(original: &[f32], approx: &[f32]) -> QuantError {
         max_abs,
     }
 }
+
+/// Input rows per int4 group: each output column has one scale per `INT4_GROUP` inputs.
+pub const INT4_GROUP: usize = 32;
+
+/// Whether a tensor of `shape` is stored as int4: a Linear weight `[in, out]` whose inputs split
+/// into whole groups and whose outputs pair into bytes. Other matrices fall back to int8.
+pub fn int4_fits(shape: &[usize]) -> bool {
+    shape.len() == 2 && shape[0].is_multiple_of(INT4_GROUP) && shape[1].is_multiple_of(2)
+}
+
+/// A group-wise int4 matrix: two values per byte (low nibble first, row-major), and one scale
+/// per group of `INT4_GROUP` input rows and output column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int4Tensor {
+    pub packed: Vec<u8>,
+    pub scales: Vec<f32>,
+    /// `[in / INT4_GROUP, out]`.
+    pub scale_shape: Vec<usize>,
+}
+
+/// Quantizes a `[in, out]` matrix (see [`int4_fits`]): `q = round(w / s)` in -7..=7 with
+/// `s = max|w| / 7` over each group.
+pub fn quantize_int4(data: &[f32], shape: &[usize]) -> Int4Tensor {
+    assert!(int4_fits(shape), "{shape:?} does not fit int4 groups");
+    let (rows, cols) = (shape[0], shape[1]);
+    let groups = rows / INT4_GROUP;
+    let mut max_abs = vec![0f32; groups * cols];
+    for (i, &w) in data.iter().enumerate() {
+        let (r, c) = (i / cols, i % cols);
+        let g = (r / INT4_GROUP) * cols + c;
+        max_abs[g] = max_abs[g].max(w.abs());
+    }
+    let scales: Vec<f32> = max_abs.iter().map(|&m| m / 7.0).collect();
+    let nibble = |i: usize| {
+        let (r, c) = (i / cols, i % cols);
+        let s = scales[(r / INT4_GROUP) * cols + c];
+        let q = if s > 0.0 {
+            (data[i] / s).round().clamp(-7.0, 7.0) as i8
+        } else {
+            0
+        };
+        (q as u8) & 0x0f
+    };
+    let packed = (0..data.len() / 2)
+        .map(|j| nibble(2 * j) | (nibble(2 * j + 1) << 4))
+        .collect();
+    Int4Tensor {
+        packed,
+        scales,
+        scale_shape: vec![groups, cols],
+    }
+}
+
+/// Unpacks a `[in, out]` int4 matrix stored as `packed` bytes with `scales` of `scale_shape`
+/// `[in / group, out]`; the group size follows from the shapes.
+pub fn dequantize_int4(
+    packed: &[u8],
+    shape: &[usize],
+    scales: &[f32],
+    scale_shape: &[usize],
+) -> Result<Vec<f32>, String> {
+    let &[rows, cols] = shape else {
+        return Err(format!("int4 tensors are matrices, not {shape:?}"));
+    };
+    let &[groups, scale_cols] = scale_shape else {
+        return Err(format!(
+            "int4 scale shape {scale_shape:?} is not [groups, out]"
+        ));
+    };
+    if groups == 0 || !rows.is_multiple_of(groups) || scale_cols != cols || !cols.is_multiple_of(2)
+    {
+        return Err(format!(
+            "int4 scale shape {scale_shape:?} does not group {shape:?}"
+        ));
+    }
+    if packed.len() * 2 != rows * cols || scales.len() != groups * cols {
+        return Err("element count does not match the shape".into());
+    }
+    if scales.iter().any(|s| !s.is_finite()) {
+        return Err("non-finite scale".into());
+    }
+    let group = rows / groups;
+    // Sign-extend each nibble: shift it to the top of an i8 and back.
+    let value = |nibble: u8| ((nibble << 4) as i8 >> 4) as f32;
+    Ok(packed
+        .iter()
+        .flat_map(|&b| [value(b & 0x0f), value(b >> 4)])
+        .enumerate()
+        .map(|(i, q)| {
+            let (r, c) = (i / cols, i % cols);
+            q * scales[(r / group) * cols + c]
+        })
+        .collect())
+}
