@@ -10,6 +10,7 @@
 //! - [`weights`]: the weight file (safetensors + JSON metadata) with f32 / f16 / int8 tensors.
 //! - [`image`]: tensors to RGBA and PNG, grids.
 //! - [`generate`]: the whole pipeline, from a model and a request to images.
+//! - [`request`]: the page's generation request and the limits it is checked against.
 //! - `web` (wasm32 only): the wasm-bindgen API the page's worker calls.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod diffusion;
 pub mod generate;
 pub mod image;
 pub mod model;
+pub mod request;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

@@ -1,7 +1,7 @@
 // All inference happens here, off the page's thread: wasm init, backend choice, weight download
 // and caching, generation. Messages: init, load, generate (see client.js).
 
-import init, { DitSession } from "./pkg/dit_web.js";
+import init, { cpuLibrary, DitSession, maxBatch } from "./pkg/dit_web.js";
 
 const WEIGHTS_CACHE = "dit-web-weights-v1";
 
@@ -70,13 +70,9 @@ const handlers = {
     if (!backend) {
       await init();
       backend = await chooseBackend(preference || "auto");
-      if (backend === "cpu") {
-        const probe = await DitSession.create("cpu");
-        adapterInfo = `${probe.library}, wasm SIMD128, one thread`;
-        probe.free();
-      }
+      if (backend === "cpu") adapterInfo = `${cpuLibrary()}, wasm SIMD128, one thread`;
     }
-    return { backend, adapter: adapterInfo };
+    return { backend, adapter: adapterInfo, maxBatch: maxBatch() };
   },
 
   async load({ model, url, bytes }) {

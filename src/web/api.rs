@@ -18,21 +18,15 @@ use std::rc::Rc;
 use burn::backend::wgpu::WgpuDevice;
 use burn::tensor::backend::Backend;
 use js_sys::{Array, Function, Object, Reflect, Uint8ClampedArray};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::device::{self, BackendKind, Cpu, Gpu};
-use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig, SamplerKind};
+use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig};
 use crate::generate::{resolve_labels, to_images, Denoiser, GenerateError};
 use crate::image;
 use crate::model::Dit;
+use crate::request::{Request, MAX_BATCH};
 use crate::weights::{WeightFile, WeightsMeta};
-
-/// Largest batch one call may ask for (memory grows with it; the page checks the same limit before
-/// it calls: up to 10 labels x 16 images per label would be 160).
-pub const MAX_BATCH: usize = 64;
-/// Most network evaluations one call may ask for.
-pub const MAX_STEPS: usize = 1000;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -40,75 +34,25 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// A generation request, as the page sends it (field names are the page's).
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    /// Label names or indices, one image each.
-    labels: Vec<String>,
-    #[serde(default = "default_sampler")]
-    sampler: String,
-    #[serde(default = "default_steps")]
-    steps: usize,
-    /// Classifier-free guidance scale (1 = off).
-    #[serde(default = "one")]
-    cfg: f32,
-    #[serde(default)]
-    seed: f64,
-    /// DDIM's eta.
-    #[serde(default)]
-    eta: f64,
-    /// Pass the current x0 prediction as RGBA to the progress callback.
-    #[serde(default)]
-    preview: bool,
+/// Most images one `generate` call accepts (the page checks it before calling).
+#[wasm_bindgen(js_name = maxBatch)]
+pub fn max_batch() -> usize {
+    MAX_BATCH
 }
 
-fn default_sampler() -> String {
-    "dpm++".into()
-}
-fn default_steps() -> usize {
-    20
-}
-fn one() -> f32 {
-    1.0
+/// The burn crate behind the CPU fallback (`"burn-flex"` unless built with another), without
+/// opening a session.
+#[wasm_bindgen(js_name = cpuLibrary)]
+pub fn cpu_library() -> String {
+    BackendKind::Cpu.library().into()
 }
 
-impl Request {
-    fn parse(value: &JsValue) -> Result<Self, String> {
-        let json: String = js_sys::JSON::stringify(value)
-            .map_err(|_| "the request is not a plain object".to_string())?
-            .into();
-        serde_json::from_str(&json).map_err(|e| format!("bad request: {e}"))
-    }
-
-    fn sampler_config(&self) -> Result<SamplerConfig, String> {
-        let kind: SamplerKind = self.sampler.parse()?;
-        if self.steps > MAX_STEPS || (self.steps == 0 && kind != SamplerKind::Ddpm) {
-            return Err(format!(
-                "steps must be 1..={MAX_STEPS} (0 means every timestep, DDPM only), got {}",
-                self.steps
-            ));
-        }
-        // A JS number holds integers exactly up to 2^53.
-        const MAX_SEED: f64 = 9_007_199_254_740_991.0;
-        if !(self.seed.fract() == 0.0 && (0.0..=MAX_SEED).contains(&self.seed)) {
-            return Err(format!(
-                "seed must be a whole number in 0..=2^53-1, got {}",
-                self.seed
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.eta) {
-            return Err(format!("eta must be in [0, 1], got {}", self.eta));
-        }
-        Ok(SamplerConfig {
-            kind,
-            steps: self.steps,
-            eta: self.eta,
-            guidance: self.cfg,
-            clip_x0: false,
-            seed: self.seed as u64,
-        })
-    }
+/// The page's request object, checked (see [`Request`]).
+fn parse_request(value: &JsValue) -> Result<Request, String> {
+    let json: String = js_sys::JSON::stringify(value)
+        .map_err(|_| "the request is not a plain object".to_string())?
+        .into();
+    Request::from_json(&json)
 }
 
 /// A loaded network on one backend (lives once per session behind an `Rc`, so the size
@@ -213,14 +157,8 @@ async fn run(
     request: &JsValue,
     on_step: Option<&Function>,
 ) -> Result<JsValue, String> {
-    let request = Request::parse(request)?;
+    let request = parse_request(request)?;
     let config = request.sampler_config()?;
-    if request.labels.is_empty() || request.labels.len() > MAX_BATCH {
-        return Err(format!(
-            "give 1..={MAX_BATCH} labels (one image each), got {}",
-            request.labels.len()
-        ));
-    }
     let (loaded, meta) = model;
     let ids = resolve_labels(&meta.labels, &request.labels).map_err(|e| e.to_string())?;
     let schedule = NoiseSchedule::new(&meta.schedule);
@@ -313,21 +251,4 @@ fn describe(error: &JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| error.as_string())
         .unwrap_or_else(|| format!("{error:?}"))
-}
-
-/// Encodes RGBA as PNG bytes (the page's download button).
-#[wasm_bindgen(js_name = encodePng)]
-pub fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, JsError> {
-    let (w, h) = (width as usize, height as usize);
-    if w.checked_mul(h).and_then(|n| n.checked_mul(4)) != Some(rgba.len()) {
-        return Err(JsError::new(&format!(
-            "{} bytes is not a {width}x{height} RGBA image",
-            rgba.len()
-        )));
-    }
-    Ok(image::encode_png(&image::Rgba {
-        width: w,
-        height: h,
-        pixels: rgba.to_vec(),
-    }))
 }
