@@ -65,8 +65,14 @@ fn step_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str) {
                 preset.model.class_dropout,
                 &device,
             );
-            let (next, loss, _) =
-                optimizer_step(model.take().expect("model"), &mut optim, batch, 1e-4, None);
+            let (next, loss, _) = optimizer_step(
+                model.take().expect("model"),
+                &mut optim,
+                batch,
+                0,
+                1e-4,
+                None,
+            );
             model = Some(next);
             loss
         })

@@ -1,5 +1,7 @@
 //! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI.
 
+pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use dit_web::diffusion::{SamplerConfig, SamplerKind};
 use dit_web::generate::generate_pngs;
 use dit_web::weights::Quantization;
 use dit_web::Preset;
 use indicatif::{ProgressBar, ProgressStyle};
+use trainer::backend::{run_on, BackendChoice, OnBackend};
 use trainer::data::celeba::{CelebA, Partition};
 use trainer::data::mnist::{Mnist, Split};
 use trainer::data::Dataset;
@@ -59,6 +60,14 @@ enum Command {
     /// Convert a reference PyTorch DiT checkpoint (torch.save dict with model_state, ema_state,
     /// model_args, step) into a weight file.
     ImportTorch(ImportTorchArgs),
+    /// Check a backend's arithmetic: one training batch (same weights, images, noise, timesteps
+    /// and labels, made on the host from the seed) on --backend and on --reference; prints the
+    /// loss, the gradient norm and each parameter's relative gradient error, worst first, and
+    /// fails when the worst passes --tolerance.
+    CheckStep(CheckStepArgs),
+    /// Time optimizer steps (or, with --sample, guided DPM-Solver++ steps) of a preset on a
+    /// backend, on random data; prints one JSON line.
+    Bench(BenchArgs),
     /// Redraw a run's loss.png and progress.gif from its metrics and sample grids.
     Report {
         #[arg(long)]
@@ -89,18 +98,59 @@ struct LrFindArgs {
     seed: u64,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum BackendChoice {
-    /// The CPU: burn-flex (burn-ndarray in a build without the `flex` feature).
-    Cpu,
-    /// burn-ndarray on the CPU.
-    Ndarray,
-    /// burn-cuda on an NVIDIA GPU (build with `--features cuda`).
-    Cuda,
-    /// burn-wgpu on Vulkan, Metal or DirectX 12 (build with `--features wgpu`).
-    Wgpu,
-    /// burn-candle on the CPU (build with `--features candle`).
-    Candle,
+#[derive(Args)]
+struct BenchArgs {
+    /// Model preset: mnist, mnist-cpu or celeba.
+    #[arg(long, default_value = "mnist")]
+    preset: String,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Images per optimizer step, or images sampled at once with --sample.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Images per forward/backward pass (0: the whole batch).
+    #[arg(long, default_value_t = 0)]
+    micro_batch: usize,
+    /// Time sampler steps (guidance 3: the network sees twice the images) instead of training.
+    #[arg(long)]
+    sample: bool,
+    /// Untimed steps first (kernel compilation, autotuning, caches).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
+#[derive(Args)]
+struct CheckStepArgs {
+    /// Model preset: mnist, mnist-cpu or celeba.
+    #[arg(long, default_value = "mnist-cpu")]
+    preset: String,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// The backend under test.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Images per forward/backward pass on --backend (0: the whole batch).
+    #[arg(long, default_value_t = 0)]
+    micro_batch: usize,
+    /// The backend it is compared with.
+    #[arg(long, value_enum, default_value = "ndarray")]
+    reference: BackendChoice,
+    /// Images per forward/backward pass on --reference (0: the whole batch).
+    #[arg(long, default_value_t = 0)]
+    reference_micro_batch: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Largest relative error (loss or any parameter's gradient) that passes.
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f64,
+    /// Parameters to print.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Also write the whole comparison as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -122,6 +172,10 @@ struct TrainArgs {
     /// Default: 64 (MNIST), 112 (CelebA).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Images per forward/backward pass; their gradients add up to the whole batch's, so a
+    /// large batch fits in less memory (0: the whole batch at once).
+    #[arg(long, default_value_t = 0)]
+    micro_batch: usize,
     /// Peak learning rate. Default: 1e-3 (MNIST), 1e-4 (CelebA).
     #[arg(long)]
     lr: Option<f64>,
@@ -191,6 +245,12 @@ struct SamplerArgs {
     cfg: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Images per network call: larger requests run as several batches with the same images.
+    #[arg(long, default_value_t = dit_web::generate::DEFAULT_BATCH, value_parser = parse_positive)]
+    batch: usize,
+    /// Where the network runs.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
 }
 
 impl SamplerArgs {
@@ -235,9 +295,6 @@ struct EvalArgs {
     per_class: usize,
     #[command(flatten)]
     sampler: SamplerArgs,
-    /// Images per network batch.
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
     /// Also write the scores as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -257,6 +314,13 @@ struct ExportArgs {
     quant: Quantization,
     #[arg(long)]
     out: PathBuf,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive whole number")),
+    }
 }
 
 fn parse_sampler(s: &str) -> Result<SamplerKind, String> {
@@ -304,6 +368,42 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::ImportTorch(args) => import_torch_command(args),
+        Command::CheckStep(args) => check_step_command(args),
+        Command::Bench(args) => {
+            use trainer::bench::{SampleSteps, TrainSteps};
+            let preset = preset(&args.preset)?;
+            if args.batch_size == 0 || args.steps == 0 {
+                return Err("--batch-size and --steps must be positive".into());
+            }
+            let result = if args.sample {
+                run_on(
+                    args.backend,
+                    SampleSteps {
+                        preset: &preset,
+                        images: args.batch_size,
+                        warmup: args.warmup,
+                        steps: args.steps,
+                    },
+                )?
+            } else {
+                run_on(
+                    args.backend,
+                    TrainSteps {
+                        preset: &preset,
+                        batch: args.batch_size,
+                        micro: args.micro_batch,
+                        warmup: args.warmup,
+                        steps: args.steps,
+                    },
+                )?
+            };
+            let mut json = serde_json::to_value(&result)?;
+            json["kind"] = if args.sample { "sample" } else { "train" }.into();
+            json["backend"] = format!("{:?}", args.backend).to_lowercase().into();
+            json["micro_batch"] = args.micro_batch.into();
+            println!("{json}");
+            Ok(())
+        }
         Command::Report { run } => {
             trainer::report::refresh(&run)?;
             println!(
@@ -399,6 +499,7 @@ fn train_command(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
         preset: preset.name.into(),
         steps,
         batch_size: args.batch_size.unwrap_or(if mnist { 64 } else { 112 }),
+        micro_batch: args.micro_batch,
         lr: LrSchedule {
             max_lr: args.lr.unwrap_or(if mnist { 1e-3 } else { 1e-4 }),
             warmup: args.warmup.unwrap_or(if mnist { 100 } else { 200 }),
@@ -470,69 +571,35 @@ fn train_on<D: Dataset>(
     args: &TrainArgs,
     on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
 ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
-    fn on<B: AutodiffBackend, D: Dataset>(
-        preset: &Preset,
-        config: &TrainConfig,
-        data: &D,
-        args: &TrainArgs,
-        on_step: impl FnMut(&trainer::report::metrics::MetricsRow),
-    ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
-        Ok(train::<B, D>(
-            preset,
-            config,
-            data,
-            &args.run,
-            args.resume,
-            &Default::default(),
-            on_step,
-        )?)
+    struct Task<'a, D, F> {
+        preset: &'a Preset,
+        config: &'a TrainConfig,
+        data: &'a D,
+        args: &'a TrainArgs,
+        on_step: F,
     }
-    match args.backend {
-        BackendChoice::Cpu => {
-            on::<burn::backend::Autodiff<Cpu>, D>(preset, config, data, args, on_step)
+    impl<D: Dataset, F: FnMut(&trainer::report::metrics::MetricsRow)> OnBackend for Task<'_, D, F> {
+        type Output = Result<TrainOutcome, trainer::train::TrainError>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            train::<B, D>(
+                self.preset,
+                self.config,
+                self.data,
+                &self.args.run,
+                self.args.resume,
+                &device,
+                self.on_step,
+            )
         }
-        #[cfg(feature = "cuda")]
-        BackendChoice::Cuda => on::<burn::backend::Autodiff<burn::backend::Cuda>, D>(
-            preset, config, data, args, on_step,
-        ),
-        #[cfg(not(feature = "cuda"))]
-        BackendChoice::Cuda => Err(
-            "this trainer was built without CUDA: cargo build -p trainer --release --features cuda"
-                .into(),
-        ),
-        #[cfg(feature = "candle")]
-        #[allow(deprecated)]
-        BackendChoice::Candle => on::<burn::backend::Autodiff<burn::backend::Candle>, D>(
-            preset, config, data, args, on_step,
-        ),
-        #[cfg(not(feature = "candle"))]
-        BackendChoice::Candle => Err(
-            "this trainer was built without candle: cargo build -p trainer --release --features candle"
-                .into(),
-        ),
-        BackendChoice::Ndarray => on::<burn::backend::Autodiff<trainer::NdArray>, D>(
-            preset, config, data, args, on_step,
-        ),
-        #[cfg(feature = "wgpu")]
-        BackendChoice::Wgpu => {
-            // burn-wgpu panics when no adapter exists; say so instead of a backtrace.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                on::<burn::backend::Autodiff<burn::backend::Wgpu>, D>(
-                    preset, config, data, args, on_step,
-                )
-            }))
-            .unwrap_or_else(|_| {
-                Err("the wgpu backend stopped with the panic printed above (usually: no Vulkan, \
-                     Metal or DirectX 12 adapter)"
-                    .into())
-            })
-        }
-        #[cfg(not(feature = "wgpu"))]
-        BackendChoice::Wgpu => Err(
-            "this trainer was built without wgpu: cargo build -p trainer --release --features wgpu"
-                .into(),
-        ),
     }
+    let task = Task {
+        preset,
+        config,
+        data,
+        args,
+        on_step,
+    };
+    Ok(run_on(args.backend, task)??)
 }
 
 fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -541,15 +608,22 @@ fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>
         (None, Some(run)) => export::from_run(run, !args.raw)?.to_bytes()?,
         (None, None) => unreachable!("clap requires --weights or --run"),
     };
-    let config = args.sampler.config();
-    let written = generate_pngs::<Cpu, _>(
-        &bytes,
-        &args.labels,
-        &config,
-        &args.out,
-        &Default::default(),
-    )?;
-    for path in written {
+    struct Task<'a>(&'a GenerateArgs, &'a [u8]);
+    impl OnBackend for Task<'_> {
+        type Output = Result<Vec<PathBuf>, dit_web::generate::GenerateError>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            let Task(args, bytes) = self;
+            generate_pngs::<B::InnerBackend, _>(
+                bytes,
+                &args.labels,
+                &args.sampler.config(),
+                args.sampler.batch,
+                &args.out,
+                &device,
+            )
+        }
+    }
+    for path in run_on(args.sampler.backend, Task(&args, &bytes))?? {
         println!("{}", path.display());
     }
     Ok(())
@@ -610,9 +684,8 @@ fn classifier_command(args: ClassifierArgs) -> Result<(), Box<dyn std::error::Er
 }
 
 fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use dit_web::diffusion::NoiseSchedule;
     use dit_web::weights::WeightFile;
-    use trainer::eval::{self, classifier::Classifier, fid::Gaussian, Scores};
+    use trainer::eval::{self, classifier::Classifier, fid::Gaussian, PerClass, Scores};
     let device = Default::default();
     let classifier = Classifier::<Cpu>::load(&args.classifier, &device)?;
     let test = Mnist::load(&args.data, Split::Test)?;
@@ -643,7 +716,7 @@ fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.sampler.config();
     for path in &args.weights {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (model, meta) = WeightFile::from_bytes(&bytes)?.into_model::<Cpu>(&device)?;
+        let meta = WeightFile::from_bytes(&bytes)?.meta;
         if meta.dataset != "mnist" {
             return Err(format!(
                 "{}: eval scores MNIST models, this one is {}",
@@ -652,16 +725,15 @@ fn eval_command(args: EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
             )
             .into());
         }
-        let schedule = NoiseSchedule::new(&meta.schedule);
         let bar = ProgressBar::new((args.per_class * meta.model.num_classes) as u64);
-        let (images, labels) = eval::generate_per_class(
-            &model,
-            &schedule,
-            &config,
-            args.per_class,
-            args.batch,
-            |done| bar.set_position(done as u64),
-        )?;
+        let task = PerClass {
+            bytes: &bytes,
+            config: &config,
+            per_class: args.per_class,
+            batch: args.sampler.batch,
+            progress: |done| bar.set_position(done as u64),
+        };
+        let (images, labels) = run_on(args.sampler.backend, task)??;
         bar.finish_and_clear();
         let name = format!(
             "{} ({:?}{}, step {})",
@@ -747,6 +819,64 @@ fn import_torch_command(args: ImportTorchArgs) -> Result<(), Box<dyn std::error:
     println!(
         "position table matches dit-web's (max difference {:.1e})",
         imported.position_table_diff
+    );
+    Ok(())
+}
+
+fn check_step_command(args: CheckStepArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use trainer::train::check::{compare, CheckSide};
+    let preset = preset(&args.preset)?;
+    let side = |micro| CheckSide {
+        preset: &preset,
+        batch: args.batch_size,
+        micro,
+        seed: args.seed,
+    };
+    let tested = run_on(args.backend, side(args.micro_batch))?;
+    let reference = run_on(args.reference, side(args.reference_micro_batch))?;
+    let result = compare(&tested, &reference);
+    let name = |b: BackendChoice, micro: usize| match micro {
+        0 => format!("{b:?}").to_lowercase(),
+        m => format!("{} (micro-batch {m})", format!("{b:?}").to_lowercase()),
+    };
+    let (a, r) = (
+        name(args.backend, args.micro_batch),
+        name(args.reference, args.reference_micro_batch),
+    );
+    println!(
+        "{} batch {}: loss {:.6e} on {a}, {:.6e} on {r}; gradient norm {:.6e} vs {:.6e}",
+        preset.name,
+        args.batch_size,
+        result.loss[0],
+        result.loss[1],
+        result.grad_norm[0],
+        result.grad_norm[1]
+    );
+    println!(
+        "{:<48} {:>12} {:>12}",
+        "parameter", "rel. error", "|grad| ref"
+    );
+    for p in result.params.iter().take(args.top) {
+        println!(
+            "{:<48} {:>12.3e} {:>12.3e}",
+            p.name, p.relative, p.reference_norm
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&result)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let worst = result.worst();
+    if worst.is_nan() || worst > args.tolerance {
+        return Err(format!(
+            "{a} differs from {r}: worst relative error {worst:.3e} > {:.1e}",
+            args.tolerance
+        )
+        .into());
+    }
+    println!(
+        "{a} matches {r}: worst relative error {worst:.3e} <= {:.1e}",
+        args.tolerance
     );
     Ok(())
 }

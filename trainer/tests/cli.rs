@@ -147,7 +147,7 @@ fn train_resume_export_generate() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -179,11 +179,107 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
             "run folder",
         ),
         (&["generate", "--labels", "1"], "--weights"),
+        (
+            &[
+                "generate",
+                "--weights",
+                "x",
+                "--labels",
+                "1",
+                "--batch",
+                "0",
+            ],
+            "--batch",
+        ),
+        // This build has no CUDA: one line that says how to get it.
+        #[cfg(not(feature = "cuda"))]
+        (
+            &["check-step", "--backend", "cuda"],
+            "built without cuda: cargo build -p trainer --release --features cuda",
+        ),
+        #[cfg(feature = "cuda")]
+        (&["check-step", "--preset", "none"], "unknown preset"),
     ];
     for (args, expected) in cases {
         let out = trainer(args);
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(text.contains(expected), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn check_step_compares_two_backends_and_micro_batches() {
+    let out = ok(trainer(&[
+        "check-step",
+        "--preset",
+        "mnist-cpu",
+        "--batch-size",
+        "4",
+        "--backend",
+        "cpu",
+        "--micro-batch",
+        "3",
+        "--reference",
+        "ndarray",
+    ]));
+    assert!(out.contains("cpu (micro-batch 3) matches ndarray"), "{out}");
+    // A tolerance nothing can meet fails with the worst error named.
+    let out = trainer(&[
+        "check-step",
+        "--preset",
+        "mnist-cpu",
+        "--batch-size",
+        "2",
+        "--tolerance",
+        "0",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("worst relative error"), "{text}");
+}
+
+#[test]
+fn the_binary_needs_no_system_font_libraries() {
+    // plotters draws text with an embedded font: no fontconfig or freetype in the dynamic
+    // section (their names would appear among the needed libraries' strings).
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_trainer")).unwrap();
+    for library in ["libfontconfig.so", "libfreetype.so"] {
+        assert!(
+            !binary
+                .windows(library.len())
+                .any(|w| w == library.as_bytes()),
+            "the trainer links {library}"
+        );
+    }
+}
+
+#[test]
+fn bench_prints_one_json_line_per_run() {
+    for extra in [&[][..], &["--sample"][..]] {
+        let mut args = vec![
+            "bench",
+            "--preset",
+            "mnist-cpu",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+        ];
+        args.extend(extra);
+        let out = ok(trainer(&args));
+        let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+        assert_eq!(
+            json["kind"],
+            if extra.is_empty() { "train" } else { "sample" }
+        );
+        assert_eq!(
+            (json["batch"].as_u64(), json["steps"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert!(json["images_per_sec"].as_f64().unwrap() > 0.0, "{json}");
+        assert_eq!(json["backend"], "cpu");
     }
 }

@@ -25,6 +25,7 @@ fn config(steps: u64) -> TrainConfig {
         preset: "mnist-cpu".into(),
         steps,
         batch_size: 8,
+        micro_batch: 0,
         lr: LrSchedule {
             max_lr: 1e-3,
             warmup: 2,
@@ -107,6 +108,37 @@ fn resuming_gives_the_same_losses_as_training_straight() {
         .losses
         .windows(2)
         .any(|w| (w[0].1 - w[1].1).abs() > 1e-4));
+}
+
+#[test]
+fn training_in_micro_batches_follows_the_whole_batch() {
+    let (_d, data) = data();
+    let device = Default::default();
+    let run = |micro_batch| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            micro_batch,
+            ..config(3)
+        };
+        train::<B, _>(
+            &tiny_preset(),
+            &config,
+            &data,
+            dir.path(),
+            false,
+            &device,
+            |_| {},
+        )
+        .unwrap()
+        .losses
+    };
+    let (whole, split) = (run(0), run(3));
+    for ((step, a), (_, b)) in whole.iter().zip(&split) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs {b}"
+        );
+    }
 }
 
 #[test]

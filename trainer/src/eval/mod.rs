@@ -6,12 +6,14 @@
 pub mod classifier;
 pub mod fid;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
-use dit_web::generate::{sample, GenerateError};
+use dit_web::generate::{sample_batched, GenerateError};
 use dit_web::model::Dit;
+use dit_web::weights::WeightFile;
 use serde::Serialize;
 
+use crate::backend::OnBackend;
 use crate::data::mnist::Mnist;
 use crate::data::Dataset;
 use classifier::Classifier;
@@ -70,28 +72,47 @@ pub fn real_images(data: &Mnist, per_class: usize, seed: u64) -> (Vec<f32>, Vec<
     (images, labels)
 }
 
-/// Generates `per_class` images of every class, `batch` at a time, calling `progress(done)`.
+/// Generates `per_class` images of every class, `batch` per network call, calling
+/// `progress(done)` after each batch. Image `i` (class `i / per_class`) uses noise stream `i` of
+/// the seed, whatever the batch size.
 pub fn generate_per_class<B: Backend>(
     model: &Dit<B>,
     schedule: &NoiseSchedule,
     config: &SamplerConfig,
     per_class: usize,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<(Vec<f32>, Vec<usize>), GenerateError> {
     let classes = model.config().num_classes;
     let labels: Vec<usize> = (0..classes)
         .flat_map(|c| std::iter::repeat_n(c, per_class))
         .collect();
-    let mut images = Vec::with_capacity(labels.len() * model.config().image_len());
-    for (k, chunk) in labels.chunks(batch.max(1)).enumerate() {
-        // A different seed per batch: image i of batch k uses stream i of seed + k.
-        let config = SamplerConfig {
-            seed: config.seed.wrapping_add(k as u64),
-            ..config.clone()
-        };
-        images.extend(sample(model, schedule, chunk, &config, |_| {})?);
-        progress(images.len() / model.config().image_len());
-    }
+    let images = sample_batched(model, schedule, &labels, config, batch, progress)?;
     Ok((images, labels))
+}
+
+/// [`generate_per_class`] for a weight file, as a task for whichever backend the user chose.
+pub struct PerClass<'a, F> {
+    pub bytes: &'a [u8],
+    pub config: &'a SamplerConfig,
+    pub per_class: usize,
+    pub batch: usize,
+    pub progress: F,
+}
+
+impl<F: FnMut(usize)> OnBackend for PerClass<'_, F> {
+    type Output = Result<(Vec<f32>, Vec<usize>), GenerateError>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let (model, meta) =
+            WeightFile::from_bytes(self.bytes)?.into_model::<B::InnerBackend>(&device)?;
+        let schedule = NoiseSchedule::new(&meta.schedule);
+        generate_per_class(
+            &model,
+            &schedule,
+            self.config,
+            self.per_class,
+            self.batch,
+            self.progress,
+        )
+    }
 }

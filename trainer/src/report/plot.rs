@@ -1,8 +1,27 @@
 //! Line plots as PNG: the loss curve and the LR finder's curve.
+//!
+//! Text is drawn with DejaVu Sans compiled into the binary (plotters' `ab_glyph` font backend), so
+//! the trainer needs no system font libraries (fontconfig, freetype) on a bare GPU server.
 
 use std::path::Path;
+use std::sync::Once;
 
 use plotters::prelude::*;
+
+/// Registers the embedded font as plotters' "sans-serif", once per process.
+fn register_font() -> Result<(), Box<dyn std::error::Error>> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        )
+        .map_err(|_| "the embedded DejaVu Sans font did not parse");
+    });
+    Ok(result?)
+}
 
 /// One curve: legend label and (x, y) points.
 pub struct Series<'a> {
@@ -33,6 +52,7 @@ pub fn line_plot(
     if !x0.is_finite() || !y0.is_finite() {
         return Err("nothing to plot".into());
     }
+    register_font()?;
     let pad = ((y1 - y0) * 0.05).max(1e-9);
     let tmp = path.with_extension("tmp.png"); // the encoder picks the format by extension
     {

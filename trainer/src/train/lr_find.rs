@@ -64,7 +64,7 @@ pub fn lr_find<B: AutodiffBackend, D: Dataset>(
                 model_config.class_dropout,
                 device,
             );
-            let (next, loss, _) = optimizer_step(model, &mut optim, batch, lr, None);
+            let (next, loss, _) = optimizer_step(model, &mut optim, batch, 0, lr, None);
             model = next;
             sum += loss;
         }

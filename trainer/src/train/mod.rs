@@ -1,6 +1,7 @@
 //! The training loop: epsilon-prediction MSE at uniform timesteps, AdamW with warmup + cosine,
 //! EMA after every step, step-level checkpoints that resume exactly.
 
+pub mod check;
 pub mod checkpoint;
 pub mod ema;
 pub mod lr;
@@ -29,6 +30,10 @@ pub struct TrainConfig {
     pub preset: String,
     pub steps: u64,
     pub batch_size: usize,
+    /// Images per forward/backward pass; gradients of the passes add up to the whole batch's
+    /// (0: the whole batch in one pass). Older run.json files have none.
+    #[serde(default)]
+    pub micro_batch: usize,
     pub lr: LrSchedule,
     pub ema_decay: f64,
     pub ema_warmup: bool,
@@ -169,8 +174,14 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 device,
             );
             let lr = config.lr.lr(step);
-            let (next, loss_value, grad_norm) =
-                step::optimizer_step(model, &mut optim, batch, lr, config.grad_clip);
+            let (next, loss_value, grad_norm) = step::optimizer_step(
+                model,
+                &mut optim,
+                batch,
+                config.micro_batch,
+                lr,
+                config.grad_clip,
+            );
             model = next;
             let spike = average.is_some_and(|avg| loss_value > config.spike_factor * avg.max(1e-3));
             if !loss_value.is_finite() || spike {

@@ -2,7 +2,7 @@
 //! AdamW. Shared by training and the LR finder.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
@@ -30,8 +30,22 @@ impl<B: Backend> Batch<B> {
         label_dropout: f64,
         device: &B::Device,
     ) -> Self {
+        let (x0, labels) = loader.next_batch(n);
+        Self::noised(x0, labels, rng, schedule, config, label_dropout, device)
+    }
+
+    /// The training batch for clean images `x0` (`[n * C * H * W]`) of classes `labels`.
+    pub fn noised(
+        x0: Vec<f32>,
+        mut labels: Vec<usize>,
+        rng: &mut NoiseRng,
+        schedule: &NoiseSchedule,
+        config: &DitConfig,
+        label_dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        let n = labels.len();
         let null_label = config.null_label();
-        let (x0, mut labels) = loader.next_batch(n);
         let t: Vec<usize> = (0..n)
             .map(|_| rng.below(schedule.num_timesteps()))
             .collect();
@@ -70,22 +84,52 @@ impl<B: Backend> Batch<B> {
     }
 }
 
-/// Forward, epsilon-MSE, backward, global-norm clipping, AdamW. Returns the updated model, the
-/// loss and the gradient norm before clipping.
+/// Forward, epsilon-MSE, backward (in micro-batches of at most `micro` images), global-norm
+/// clipping, AdamW. Returns the updated model, the loss and the gradient norm before clipping.
 pub fn optimizer_step<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     model: Dit<B>,
     optim: &mut O,
     batch: Batch<B>,
+    micro: usize,
     lr: f64,
     grad_clip: Option<f64>,
 ) -> (Dit<B>, f64, f64) {
-    let loss = (model.forward(batch.x_t, batch.t, batch.y) - batch.eps)
-        .powf_scalar(2.0)
-        .mean();
-    let loss_value: f64 = loss.clone().into_scalar().elem();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let (grads, loss_value) = batch_gradients(&model, batch, micro);
     let (grads, grad_norm) = clip_global_norm(grads, &model, grad_clip);
     (optim.step(lr, model, grads), loss_value, grad_norm)
+}
+
+/// The mean-squared noise-prediction error of a batch and its gradients, with forward and
+/// backward run on micro-batches of at most `micro` images (0: the whole batch at once). Each
+/// micro-batch's squared error is summed and divided by the whole batch's element count, so the
+/// summed gradients are the full batch's, whatever the split; activations need memory for one
+/// micro-batch only.
+pub fn batch_gradients<B: AutodiffBackend>(
+    model: &Dit<B>,
+    batch: Batch<B>,
+    micro: usize,
+) -> (GradientsParams, f64) {
+    let n = batch.t.dims()[0];
+    let micro = if micro == 0 { n } else { micro.min(n) };
+    let count = batch.eps.shape().num_elements() as f64;
+    let mut accumulator = GradientsAccumulator::<Dit<B>>::new();
+    let mut loss = 0.0;
+    for start in (0..n).step_by(micro) {
+        let range = start..(start + micro).min(n);
+        let part = |t: Tensor<B, 4>| t.slice(range.clone());
+        let prediction = model.forward(
+            part(batch.x_t.clone()),
+            batch.t.clone().slice(range.clone()),
+            batch.y.clone().slice(range.clone()),
+        );
+        let error = (prediction - part(batch.eps.clone()))
+            .powf_scalar(2.0)
+            .sum()
+            .div_scalar(count);
+        loss += error.clone().into_scalar().elem::<f64>();
+        accumulator.accumulate(model, GradientsParams::from_grads(error.backward(), model));
+    }
+    (accumulator.grads(), loss)
 }
 
 struct Ids(Vec<(ParamId, usize)>);

@@ -1,0 +1,130 @@
+//! The burn backend a command runs on, picked at run time among those compiled in.
+//!
+//! Commands are written once as an [`OnBackend`] task, generic over a training backend
+//! (`Autodiff<X>`); inference tasks use its inner backend. [`run_on`] picks `X`. GPU backends are
+//! probed first, so a missing driver or adapter is a one-line error rather than a panic.
+
+use std::sync::{Arc, Mutex};
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+
+/// Where a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU: burn-flex (burn-ndarray in a build without the `flex` feature).
+    Cpu,
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-cuda on an NVIDIA GPU (build with `--features cuda`).
+    Cuda,
+    /// burn-wgpu on Vulkan, Metal or DirectX 12 (build with `--features wgpu`).
+    Wgpu,
+    /// burn-candle on the CPU (build with `--features candle`).
+    Candle,
+}
+
+/// A piece of work that runs on whichever backend the user chose.
+pub trait OnBackend {
+    type Output;
+    /// Runs on training backend `B` (use `B::InnerBackend` for inference) on `device`.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `task` on `choice`. `Err` says why that backend cannot run here, in one line.
+pub fn run_on<T: OnBackend>(choice: BackendChoice, task: T) -> Result<T::Output, String> {
+    match choice {
+        BackendChoice::Cpu => Ok(task.run::<Autodiff<crate::Cpu>>(Default::default())),
+        BackendChoice::Ndarray => Ok(task.run::<Autodiff<crate::NdArray>>(Default::default())),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => {
+            let device = probe::<burn::backend::Cuda>("CUDA")?;
+            Ok(task.run::<Autodiff<burn::backend::Cuda>>(device))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => {
+            let device = probe::<burn::backend::Wgpu>("wgpu (Vulkan, Metal or DirectX 12)")?;
+            Ok(task.run::<Autodiff<burn::backend::Wgpu>>(device))
+        }
+        #[cfg(feature = "candle")]
+        #[allow(deprecated)]
+        BackendChoice::Candle => {
+            Ok(task.run::<Autodiff<burn::backend::Candle>>(Default::default()))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(not_built(other)),
+    }
+}
+
+fn not_built(choice: BackendChoice) -> String {
+    let feature = format!("{choice:?}").to_lowercase();
+    format!(
+        "this trainer was built without {feature}: cargo build -p trainer --release --features {feature}"
+    )
+}
+
+/// Makes the default device and reads one value back from it; a backend that panics on the way
+/// (no driver, no adapter) becomes `Err` with the panic's first line.
+#[allow(dead_code)] // used by the GPU features only
+fn probe<B: Backend>(name: &str) -> Result<B::Device, String> {
+    quietly(|| {
+        let device = B::Device::default();
+        let _ = Tensor::<B, 1>::zeros([1], &device).into_data();
+        device
+    })
+    .map_err(|why| format!("no usable {name} device: {why}"))
+}
+
+/// Runs `f`, turning a panic (on this thread or one it waits on) into its message, unprinted.
+#[allow(dead_code)]
+fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = first.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".into());
+        let mut slot = seen.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| text.lines().next().unwrap_or("panicked").to_string());
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    result.map_err(|_| {
+        first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| "panicked".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_its_first_line() {
+        let err = quietly(|| -> u8 { panic!("no driver found\nsecond line") }).unwrap_err();
+        assert_eq!(err, "no driver found");
+        assert_eq!(quietly(|| 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_backend_left_out_of_the_build_names_its_feature() {
+        struct Nothing;
+        impl OnBackend for Nothing {
+            type Output = ();
+            fn run<B: AutodiffBackend>(self, _: B::Device) {}
+        }
+        assert!(run_on(BackendChoice::Cpu, Nothing).is_ok());
+        #[cfg(not(feature = "cuda"))]
+        assert!(run_on(BackendChoice::Cuda, Nothing)
+            .unwrap_err()
+            .contains("--features cuda"));
+    }
+}
