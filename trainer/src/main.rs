@@ -302,8 +302,13 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ExportArgs {
+    /// The run folder whose latest checkpoint is exported.
+    #[arg(long, conflicts_with = "weights", required_unless_present = "weights")]
+    run: Option<PathBuf>,
+    /// Or an existing weight file, stored again with --quant (its weights as they are: from an
+    /// int8 or int4 file the losses add up).
     #[arg(long)]
-    run: PathBuf,
+    weights: Option<PathBuf>,
     /// Export the EMA weights (the default; the flag is accepted for clarity).
     #[arg(long, conflicts_with = "raw")]
     ema: bool,
@@ -405,12 +410,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Report { run } => {
-            trainer::report::refresh(&run)?;
-            println!(
-                "wrote {} and {}",
-                run.join("loss.png").display(),
-                run.join("progress.gif").display()
-            );
+            let gif = trainer::report::refresh(&run)?;
+            println!("wrote {}", run.join("loss.png").display());
+            match gif {
+                true => println!("wrote {}", run.join("progress.gif").display()),
+                false => println!(
+                    "no sample grids in {}: no progress.gif",
+                    run.join("samples").display()
+                ),
+            }
             Ok(())
         }
     }
@@ -630,8 +638,15 @@ fn generate_command(args: GenerateArgs) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn export_command(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let file = export::from_run(&args.run, !args.raw)?;
-    let step = file.meta.step;
+    let file = match (&args.run, &args.weights) {
+        (Some(run), _) => export::from_run(run, !args.raw)?,
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            dit_web::weights::WeightFile::from_bytes(&bytes)?
+        }
+        (None, None) => unreachable!("clap requires --run or --weights"),
+    };
+    let (step, ema) = (file.meta.step, file.meta.ema);
     let (bytes, report) = export::encode(file, args.quant)?;
     let tmp = args.out.with_extension("tmp");
     std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -641,7 +656,7 @@ fn export_command(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
         args.out.display(),
         report.bytes,
         args.quant,
-        if args.raw { "raw" } else { "EMA" }
+        if ema { "EMA" } else { "raw" }
     );
     if let Some((name, err)) = report.worst {
         println!(

@@ -108,6 +108,23 @@ fn train_resume_export_generate() {
         (file.meta.step, file.meta.ema, file.meta.quantization),
         (3, true, dit_web::weights::Quantization::Int8)
     );
+    // A weight file stored again as int4 keeps its metadata.
+    let int4 = work.path().join("mnist-int4.safetensors");
+    let text = ok(trainer(&[
+        "export",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--quant",
+        "int4",
+        "--out",
+        int4.to_str().unwrap(),
+    ]));
+    assert!(text.contains("Int4, EMA weights from step 3"), "{text}");
+    let file = dit_web::weights::WeightFile::from_bytes(&std::fs::read(&int4).unwrap()).unwrap();
+    assert_eq!(
+        (file.meta.step, file.meta.quantization),
+        (3, dit_web::weights::Quantization::Int4)
+    );
 
     ok(trainer(&[
         "generate",

@@ -7,8 +7,9 @@ pub mod samples;
 
 use std::path::Path;
 
-/// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`.
-pub fn refresh(run: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`. Returns
+/// whether there were sample grids for a GIF (a run with `--sample-every 0` has none).
+pub fn refresh(run: &Path) -> Result<bool, Box<dyn std::error::Error>> {
     let rows = metrics::read(&run.join("metrics.jsonl"))?;
     let raw: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.loss)).collect();
     let mut smooth = Vec::with_capacity(raw.len());
@@ -34,11 +35,19 @@ pub fn refresh(run: &Path) -> Result<(), Box<dyn std::error::Error>> {
             },
         ],
     )?;
-    let mut frames: Vec<_> = std::fs::read_dir(run.join("samples"))?
+    let samples = run.join("samples");
+    if !samples.is_dir() {
+        return Ok(false);
+    }
+    let mut frames: Vec<_> = std::fs::read_dir(&samples)
+        .map_err(|e| format!("{}: {e}", samples.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .collect();
     frames.sort();
+    if frames.is_empty() {
+        return Ok(false);
+    }
     gif::from_pngs(&frames, &run.join("progress.gif"), 40)?;
-    Ok(())
+    Ok(true)
 }
