@@ -5,7 +5,7 @@ import { gzipSync } from "node:zlib";
 
 const FILES = [
   "index.html", "style.css", "app.js", "client.js", "grid.js", "models.json", "worker.js", "sw.js",
-  "pkg/dit_web.js", "pkg/dit_web_bg.wasm", "weights/mnist.safetensors",
+  "pkg/dit_web.js", "pkg/dit_web_bg.wasm", "weights/mnist.safetensors", "weights/mnist-cpu.safetensors",
 ];
 let raw = 0;
 let gz = 0;

@@ -1,6 +1,6 @@
 // The demo page: form <-> URL parameters, the worker client, drawing and download.
 
-import { client, models } from "./client.js";
+import { client, defaultModel, models } from "./client.js";
 import { drawGrid } from "./grid.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +10,7 @@ const ui = {
   steps: $("steps"), cfg: $("cfg"), seed: $("seed"), preview: $("preview"),
   generate: $("generate"), download: $("download"), permalink: $("permalink"),
   progress: $("progress"), status: $("status"), error: $("error"), canvas: $("canvas"),
-  stats: $("stats"), info: $("model-info"),
+  stats: $("stats"), info: $("model-info"), why: $("model-why"),
 };
 
 const params = new URLSearchParams(location.search);
@@ -48,9 +48,6 @@ function selectedLabels() {
   return [...ui.labels.querySelectorAll("button[aria-pressed=true]")].map((b) => b.dataset.label);
 }
 
-// The wasm API's limit on one call (MAX_BATCH in src/web/api.rs).
-const MAX_IMAGES = 64;
-
 function request() {
   const perLabel = Math.max(1, Math.min(16, Number(ui.batch.value) || 1));
   const labels = selectedLabels().flatMap((l) => Array(perLabel).fill(l));
@@ -79,15 +76,21 @@ function permalink() {
   return `${location.pathname}?${p}`;
 }
 
-async function selectModel(name, labels) {
+/** Loads a model; `keepGuidance` leaves the guidance box alone (it came from the URL). */
+async function selectModel(name, labels, keepGuidance = false) {
   showError("");
   setStatus(`loading ${name}…`, "loading");
   ui.generate.disabled = true;
   meta = await client.load(name);
+  const card = (await models().catch(() => ({})))[name] ?? {};
   const quant = meta.quantization;
-  ui.info.textContent = `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
-    `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
-    `trained ${meta.step.toLocaleString()} steps`;
+  ui.info.textContent = [
+    `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
+      `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
+      `trained ${meta.step.toLocaleString()} steps`,
+    card.quality, card.speed,
+  ].filter(Boolean).join(" · ");
+  if (card.guidance && !keepGuidance) ui.cfg.value = String(card.guidance);
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
   ui.generate.disabled = false;
   setStatus(`ready on ${client.backend}${client.adapter ? ` (${client.adapter})` : ""}`, "ready");
@@ -100,8 +103,9 @@ async function generate() {
     showError("pick at least one label");
     return;
   }
-  if (req.labels.length > MAX_IMAGES) {
-    showError(`at most ${MAX_IMAGES} images per run: ${req.labels.length} asked (fewer labels or images per label)`);
+  // The wasm module's own limit (MAX_BATCH in src/request.rs), read at start-up.
+  if (req.labels.length > client.maxBatch) {
+    showError(`at most ${client.maxBatch} images per run: ${req.labels.length} asked (fewer labels or images per label)`);
     return;
   }
   busy = true;
@@ -169,22 +173,32 @@ async function main() {
   }
 
   // The models present in www/weights/ (models.json is written by `make pkg`).
-  for (const [name, entry] of Object.entries(await models())) ui.model.add(new Option(entry.title, name));
+  const catalogue = await models();
+  for (const [name, entry] of Object.entries(catalogue)) ui.model.add(new Option(entry.title, name));
   const wanted = params.get("model");
-  if (wanted && [...ui.model.options].some((o) => o.value === wanted)) ui.model.value = wanted;
+  const picked = defaultModel(catalogue, client.backend);
+  if (wanted && [...ui.model.options].some((o) => o.value === wanted)) {
+    ui.model.value = wanted;
+  } else if (picked.name) {
+    ui.model.value = picked.name;
+    ui.why.textContent = picked.why;
+  }
   for (const key of ["batch", "sampler", "steps", "cfg", "seed"]) {
     if (params.has(key)) ui[key].value = params.get(key);
   }
   const labels = params.get("labels")?.split(/[ ,]+/).filter(Boolean);
   try {
-    await selectModel(ui.model.value, labels);
+    await selectModel(ui.model.value, labels, params.has("cfg"));
   } catch (error) {
     showError(error.message);
     setStatus("failed", "error");
     return;
   }
 
-  ui.model.addEventListener("change", () => selectModel(ui.model.value).catch((e) => showError(e.message)));
+  ui.model.addEventListener("change", () => {
+    ui.why.textContent = "";
+    selectModel(ui.model.value).catch((e) => showError(e.message));
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     generate();

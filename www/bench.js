@@ -6,6 +6,9 @@ const params = new URLSearchParams(location.search);
 const pkg = params.get("pkg") || "pkg";
 if (!/^[\w/-]+$/.test(pkg)) throw new Error(`bad pkg parameter: ${pkg}`);
 let DitSession;
+// `?model=mnist` benchmarks another weight file of www/weights/ (default: the small model).
+const model = params.get("model") || "mnist-cpu";
+if (!/^[\w-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
 const batches = (params.get("batches") || "1,4,16").split(",").map(Number);
 const steps = Number(params.get("steps") || 6);
 const backends = (params.get("backends") || "webgpu,cpu").split(",");
@@ -17,7 +20,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function addRow(row) {
   window.benchResults.push(row);
   const tr = document.createElement("tr");
-  for (const key of ["engine", "library", "backend", "batch", "msPerStep", "msPerImageStep", "firstStepMs"]) {
+  for (const key of ["engine", "library", "model", "backend", "batch", "msPerStep", "msPerImageStep", "firstStepMs"]) {
     const td = document.createElement("td");
     td.textContent = typeof row[key] === "number" ? row[key].toFixed(1) : row[key];
     tr.append(td);
@@ -39,22 +42,22 @@ async function ditWeb(weights, backend) {
       last = now;
     });
     const ms = median(times.slice(1));
-    addRow({ engine: "dit-web", library, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    addRow({ engine: "dit-web", library, model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
     log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
 
 async function onnx(backend) {
   const ortUrl = new URL("vendor/onnxruntime-web/ort.webgpu.min.mjs", location.href);
-  const model = new URL("bench/mnist.onnx", location.href);
-  if (!(await fetch(model, { method: "HEAD" })).ok || !(await fetch(ortUrl, { method: "HEAD" })).ok) {
-    log("onnxruntime-web: skipped (bench/mnist.onnx or vendor/onnxruntime-web missing)");
+  const onnxModel = new URL(`bench/${model}.onnx`, location.href);
+  if (!(await fetch(onnxModel, { method: "HEAD" })).ok || !(await fetch(ortUrl, { method: "HEAD" })).ok) {
+    log(`onnxruntime-web: skipped (bench/${model}.onnx or vendor/onnxruntime-web missing)`);
     return;
   }
   const ort = await import(ortUrl.href);
   ort.env.wasm.wasmPaths = new URL("vendor/onnxruntime-web/", location.href).href;
   ort.env.wasm.numThreads = 1;
-  const session = await ort.InferenceSession.create(model.href, {
+  const session = await ort.InferenceSession.create(onnxModel.href, {
     executionProviders: [backend === "webgpu" ? "webgpu" : "wasm"],
   });
   for (const batch of batches) {
@@ -69,7 +72,7 @@ async function onnx(backend) {
       times.push(performance.now() - started);
     }
     const ms = median(times.slice(1));
-    addRow({ engine: "onnxruntime-web", library: "ort 1.30", backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    addRow({ engine: "onnxruntime-web", library: "ort 1.30", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
     log(`onnxruntime-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -81,7 +84,7 @@ async function run() {
     const module = await import(`./${pkg}/dit_web.js`);
     await module.default();
     DitSession = module.DitSession;
-    const weights = new Uint8Array(await (await fetch("weights/mnist.safetensors")).arrayBuffer());
+    const weights = new Uint8Array(await (await fetch(`weights/${model}.safetensors`)).arrayBuffer());
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
     for (const backend of backends) {
       if (backend === "webgpu" && !adapter) {

@@ -25,6 +25,28 @@ export async function models() {
   return catalogue;
 }
 
+/** Work per sampler step, up to a constant: tokens per image x parameters. */
+const cost = (entry) => entry.params * entry.tokens;
+
+/**
+ * The model a page starts with on `backend` ("webgpu" | "cpu"), and why: among the models of the
+ * catalogue's first dataset, the largest where WebGPU runs it, the cheapest on the CPU fallback.
+ */
+export function defaultModel(catalogue, backend) {
+  const entries = Object.entries(catalogue);
+  if (!entries.length) return { name: null, why: "no models in models.json" };
+  const dataset = entries[0][1].dataset;
+  const same = entries.filter(([, e]) => e.dataset === dataset).sort((a, b) => cost(a[1]) - cost(b[1]));
+  const [small, large] = [same[0], same.at(-1)];
+  if (same.length === 1) return { name: small[0], why: "" };
+  const ratio = (cost(large[1]) / cost(small[1])).toFixed(1);
+  return backend === "cpu"
+    ? { name: small[0], why: `${small[0]} picked: this browser has no WebGPU, and on the CPU ${large[0]} ` +
+        `does ${ratio}x the arithmetic per step` }
+    : { name: large[0], why: `${large[0]} picked: the largest model, as this browser runs WebGPU ` +
+        `(${small[0]} is ${ratio}x cheaper per step)` };
+}
+
 class Client {
   constructor() {
     this.worker = null;
@@ -44,6 +66,7 @@ class Client {
     this.ready = this.#call({ type: "init", backend }).then((info) => {
       this.backend = info.backend;
       this.adapter = info.adapter;
+      this.maxBatch = info.maxBatch;
       return info;
     });
     return this.ready;

@@ -3,8 +3,10 @@
 //   <script type="module" src="https://your.site/dit-web/dit-widget.js"></script>
 //   <dit-generate model="mnist" labels="3 1 4" steps="20"></dit-generate>
 //
-// Attributes: model (default mnist), labels (names, space or comma separated), steps (20),
-// sampler (dpm++ | ddim | ddpm), cfg (guidance, 3: the shipped model needs it for clean digits), seed (0), start ("visible": generate when scrolled into
+// Attributes: model (a name from models.json; default: the largest MNIST model on WebGPU, the
+// smallest on the CPU fallback), labels (names, space or comma separated), steps (20),
+// sampler (dpm++ | ddim | ddpm), cfg (guidance; default: the model card's in models.json, else 3),
+// seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
 // that. All widgets on a page share one worker and one copy of each model's weights.
 // The widget must be served from the same origin as the page (workers are same-origin).
@@ -80,8 +82,9 @@ class DitGenerate extends HTMLElement {
     this.status.className = "status";
     try {
       // The heavy part starts here, on first use, once per page.
-      const { client } = await import("./client.js");
-      const model = this.getAttribute("model") || "mnist";
+      const { client, defaultModel, models } = await import("./client.js");
+      await client.start();
+      const model = this.getAttribute("model") || defaultModel(await models(), client.backend).name;
       if (fresh) this.setAttribute("seed", String(Math.floor(Math.random() * 2 ** 31)));
       this.status.textContent = "loading…";
       const off = client.on((e) => {
@@ -96,7 +99,7 @@ class DitGenerate extends HTMLElement {
         labels: this.#labels(),
         steps: Number(this.getAttribute("steps") || 20),
         sampler: this.getAttribute("sampler") || "dpm++",
-        cfg: Number(this.getAttribute("cfg") || 3),
+        cfg: Number(this.getAttribute("cfg") || (await models())[model]?.guidance || 3),
         seed: Number(this.getAttribute("seed") || 0),
         preview: true,
       };

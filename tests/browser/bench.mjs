@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs www/bench.html in headless Chromium with WebGPU (SwiftShader here) and prints its table
 // as JSON: `make bench-browser` (BATCHES=1,4 STEPS=6 to change the sweep). PKGS=pkg,bench/pkg-flex
-// runs the page once per wasm module (`make bench-cpu-backends`); ONNX=0 leaves onnxruntime-web out.
+// runs the page once per wasm module (`make bench-cpu-backends`); ONNX=0 leaves onnxruntime-web out;
+// MODELS=mnist-cpu,mnist picks the weight files (default: the small model).
 // onnxruntime-web is served from www/vendor/ (copied from node_modules) when installed.
 
 import { cpSync, existsSync } from "node:fs";
@@ -15,12 +16,13 @@ const { server, base } = await startServer();
 const chrome = await launch({ webgpu: true });
 try {
   const results = [];
-  for (const pkg of (process.env.PKGS || "pkg").split(",")) {
+  for (const pkg of (process.env.PKGS || "pkg").split(",")) for (const model of (process.env.MODELS || "mnist-cpu").split(",")) {
     const page = await chrome.context.newPage();
     page.on("console", (m) => process.stderr.write(`[page] ${m.text()}\n`));
     const query = new URLSearchParams({
       run: "1",
       pkg,
+      model,
       batches: process.env.BATCHES || "1,4,16",
       steps: process.env.STEPS || "6",
       backends: process.env.BACKENDS || "webgpu,cpu",

@@ -12,7 +12,8 @@ import { serve } from "../../tools/serve.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const WWW = join(ROOT, "www");
-export const WEIGHTS = join(WWW, "weights/mnist.safetensors");
+/** The weight file the page serves as `model`. */
+export const weightsOf = (model) => join(WWW, `weights/${model}.safetensors`);
 /** The page and `trainer generate` agree within this much per channel (2/255). */
 export const TOLERANCE = 2;
 
@@ -54,8 +55,8 @@ export async function openPage(context) {
   return { page, problems };
 }
 
-/** Runs `trainer generate` and returns its grid.png decoded. */
-export function reference({ labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
+/** Runs `trainer generate` on `model`'s weights and returns its grid.png decoded. */
+export function reference({ model, labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
   const out = mkdtempSync(join(tmpdir(), "dit-web-ref-"));
   try {
     // TRAINER=path/to/trainer uses a built binary instead of `cargo run`.
@@ -63,7 +64,7 @@ export function reference({ labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
       ? [process.env.TRAINER, []]
       : ["cargo", ["run", "-q", "-p", "trainer", "--"]];
     const args = [
-      ...prefix, "generate", "--weights", WEIGHTS, "--labels", ...labels,
+      ...prefix, "generate", "--weights", weightsOf(model), "--labels", ...labels,
       "--sampler", sampler, "--steps", String(steps), "--seed", String(seed), "--cfg", String(cfg),
       "--out", out,
     ];

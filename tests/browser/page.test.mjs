@@ -29,6 +29,12 @@ async function generateOnPage(page, query) {
   return { png: decodePng(bytes), stats: await page.locator("#stats").textContent() };
 }
 
+/** Grey-level spread of what the demo page's canvas shows now (~0 when blank). */
+async function canvasSpread(page) {
+  const url = await page.evaluate(() => document.querySelector("#canvas").toDataURL("image/png"));
+  return spread(decodePng(Buffer.from(url.split(",")[1], "base64")));
+}
+
 async function streamToBuffer(stream) {
   const parts = [];
   for await (const part of stream) parts.push(part);
@@ -42,11 +48,22 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
   });
   after(() => chrome.close());
 
+  test("the page starts with the large model on WebGPU and says why", async () => {
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${base}index.html`);
+    await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+    assert.equal(await page.locator("#model").inputValue(), "mnist");
+    assert.match(await page.locator("#model-why").textContent(), /largest model, as this browser runs WebGPU/);
+    assert.match(await page.locator("#model-info").textContent(), /9,281,092 parameters/);
+    assert.deepEqual(problems, []);
+  });
+
   test("digits on WebGPU equal trainer generate within 2/255", async (t) => {
     const { page, problems } = await openPage(chrome.context);
-    const request = { labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: 1 };
+    // The small model: SwiftShader runs the large one at several seconds per step.
+    const request = { model: "mnist-cpu", labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: 1 };
     const { png, stats } = await generateOnPage(page, {
-      model: "mnist", labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg: "1",
+      model: "mnist-cpu", labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg: "1",
     });
     assert.match(stats, /backend webgpu/, "the WebGPU path ran");
     const expected = reference(request);
@@ -69,15 +86,35 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const { page, problems } = await openPage(chrome.context);
     assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), false,
       "this browser must have no WebGPU adapter for the fallback test");
-    const request = { labels: ["0", "4", "9"], steps: 10, seed: 5, sampler: "dpm++", cfg: 2 };
+    const request = { model: "mnist-cpu", labels: ["0", "4", "9"], steps: 10, seed: 5, sampler: "dpm++", cfg: 2 };
     const { png, stats } = await generateOnPage(page, {
-      model: "mnist", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2",
+      model: "mnist-cpu", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2",
     });
     assert.match(stats, /backend cpu/);
     assert.match(stats, /backend cpu \(burn-flex/, "the stats name the CPU library");
     const diff = maxDifference(png, reference(request));
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+    assert.ok(spread(png) > 20, "the images are not blank");
+    assert.deepEqual(problems, []);
+  });
+
+  test("the page starts with the small model on the CPU, and the large one draws what trainer generate draws", async (t) => {
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${base}index.html`);
+    await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+    assert.equal(await page.locator("#model").inputValue(), "mnist-cpu");
+    assert.match(await page.locator("#model-why").textContent(), /no WebGPU, and on the CPU mnist does [0-9.]+x the arithmetic/);
+
+    const request = { model: "mnist", labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: 3 };
+    const { png } = await generateOnPage(page, {
+      model: "mnist", labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg: "3",
+    });
+    assert.match(await page.locator("#model-info").textContent(), /9,281,092 parameters/);
+    const diff = maxDifference(png, reference(request));
+    t.diagnostic(`max difference to trainer generate (mnist): ${diff}/255`);
+    assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+    assert.ok(spread(png) > 20, "the images are not blank");
     assert.deepEqual(problems, []);
   });
 
@@ -89,15 +126,25 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => document.querySelector("#pi").dataset.state, null, { timeout: TIMEOUT });
     assert.equal(await pi.getAttribute("data-state"), "done");
     assert.equal(await page.locator("#e").getAttribute("data-state"), null, "the click-to-start widget waited");
-    const dataUrl = await pi.evaluate((el) => el.shadowRoot.querySelector("canvas").toDataURL("image/png"));
-    const png = decodePng(Buffer.from(dataUrl.split(",")[1], "base64"));
-    const diff = maxDifference(png, reference({ labels: ["3", "1", "4"], steps: 20, seed: 0, cfg: 3 }));
+    const canvasPng = (widget) => widget.evaluate((el) => el.shadowRoot.querySelector("canvas").toDataURL("image/png"))
+      .then((url) => decodePng(Buffer.from(url.split(",")[1], "base64")));
+    // No model attribute: the CPU's default, the small model, with its card's guidance.
+    const cfg = (await (await fetch(`${base}models.json`)).json())["mnist-cpu"].guidance ?? 3;
+    const png = await canvasPng(pi);
+    const diff = maxDifference(png, reference({ model: "mnist-cpu", labels: ["3", "1", "4"], steps: 20, seed: 0, cfg }));
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
+    assert.ok(spread(png) > 20, "the first widget's images are not blank");
 
     await page.locator("#e").locator("button").click();
     await page.waitForFunction(() => document.querySelector("#e").dataset.state, null, { timeout: TIMEOUT });
     assert.equal(await page.locator("#e").getAttribute("data-state"), "done");
+    const second = await canvasPng(page.locator("#e"));
+    const cfgLarge = (await (await fetch(`${base}models.json`)).json()).mnist.guidance ?? 3;
+    const diffLarge = maxDifference(second, reference({ model: "mnist", labels: ["2", "7", "1", "8"], steps: 10, seed: 7, cfg: cfgLarge }));
+    t.diagnostic(`max difference to trainer generate (model="mnist"): ${diffLarge}/255`);
+    assert.ok(diffLarge <= TOLERANCE, `max pixel difference ${diffLarge} > ${TOLERANCE}`);
+    assert.ok(spread(second) > 20, "the second widget's images are not blank");
     assert.equal(page.workers().length, 1, "both widgets share one worker");
     assert.deepEqual(problems, []);
   });
@@ -114,7 +161,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => !document.querySelector("#error").hidden, null, { timeout: TIMEOUT });
     const message = await page.locator("#error").textContent();
     assert.match(message, /could not load broken\.safetensors: .+/);
-    assert.equal(await page.locator("#model").inputValue(), "mnist", "the shipped model stays selected");
+    assert.equal(await page.locator("#model").inputValue(), "mnist-cpu", "the shipped model stays selected");
     // Too many images for one call: a plain message, nothing sent to the worker.
     await page.fill("#batch", "16");
     for (const digit of ["2", "3", "4", "5"]) await page.click(`#labels button:text-is("${digit}")`);
@@ -127,6 +174,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
       await page.locator("#error").textContent());
     assert.equal(await page.locator("#error").isHidden(), true);
+    assert.ok(await canvasSpread(page) > 20, "the digits are not blank");
   });
   test("the page works offline after the first visit", async (t) => {
     // Its own server, so that stopping it takes the network away for real.
@@ -145,6 +193,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
     assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
       await page.locator("#error").textContent());
+    assert.ok(await canvasSpread(page) > 20, "the digits drawn offline are not blank");
     t.diagnostic(problems.join("; "));
   });
 });
