@@ -7,12 +7,13 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: bench-cpu-backends
+.PHONY: bench-cpu-backends bench-gpu
 .PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
-	@echo "make test        format, clippy (native + wasm), all Rust tests, the CUDA trainer build, browser tests in headless Chromium (what CI runs)"
+	@echo "make test        format, clippy (native with every GPU backend type-checked, and wasm), all Rust tests, browser tests in headless Chromium (what CI runs)"
+	@echo "make cuda        build the trainer with CUDA, wgpu and candle (release; not part of make test)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
@@ -20,36 +21,51 @@ help:
 	@echo "make bench-cpu-backends  the browser's CPU fallback on burn-flex, -ndarray and -candle"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
-test: lint unit cuda browser
+# Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
+# pkg/ with the wasm-test profile (no LTO, no wasm-opt; see Cargo.toml) and takes the reference
+# images from the trainer binary the unit stage built.
+TEST_STAGES := lint unit browser
+test:
+	@for stage in $(TEST_STAGES); do \
+		start=$$(date +%s); $(MAKE) --no-print-directory $$stage WASM_PROFILE=wasm-test || exit 1; \
+		echo "make test: $$stage took $$(( $$(date +%s) - start )) s"; \
+	done
 
+# Clippy type-checks the trainer with every GPU backend (CUDA, wgpu, candle) enabled, so code
+# behind those features is linted without compiling or linking burn's GPU crates: nobody runs
+# them on a CI machine, and building them took a third of a cold `make test`.
+GPU_FEATURES := trainer/cuda,trainer/wgpu,trainer/candle
 lint: setup-wasm
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features $(GPU_FEATURES) -- -D warnings
 	$(CARGO) clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
 	$(CARGO) test --workspace
 
-# The CUDA trainer must build and link on a machine without a CUDA toolkit (it loads the driver at
-# run time); this machine has no GPU to run it on.
-# The GPU backends compile (and link) without a GPU or CUDA toolkit; CI builds them here.
+# The GPU trainer (release): builds and links without a CUDA toolkit (the driver is loaded at
+# run time). Copy target/release/trainer to the GPU machine; see docs/gpu.md.
 cuda:
-	$(CARGO) build -p trainer --features cuda,wgpu,candle
+	$(CARGO) build --release -p trainer --features cuda,wgpu
 
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 browser: pkg setup-browser
-	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) npm test
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) \
+		TRAINER=$${TRAINER:-$$(test -x $(abspath $(TARGET_DIR))/debug/trainer && echo $(abspath $(TARGET_DIR))/debug/trainer)} npm test
 
 demo: pkg
 	node tools/serve.mjs www $(PORT)
 
 # wasm-pack writes pkg/ (www/pkg links to it). It would download binaryen and wasm-bindgen when
 # missing, which an offline machine cannot: setup-wasm installs them from crates.io and npm instead.
+WASM_PROFILE ?= wasm-release
 pkg: setup-wasm
-	wasm-pack build --target web --profile wasm-release --no-opt --mode no-install
-	tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
+	wasm-pack build --target web --profile $(WASM_PROFILE) --no-opt --mode no-install
+	@if [ "$(WASM_PROFILE)" = wasm-release ]; then \
+		tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
 		--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
 		--enable-mutable-globals --enable-reference-types --enable-multivalue \
-		$(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
+		$(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); fi
 	@ls -l $(WASM)
 	node tools/catalogue.mjs
 
@@ -76,8 +92,9 @@ ORT_VERSION ?= 1.30.0
 bench-browser: pkg setup-browser
 	@test -d $(BROWSER_DIR)/node_modules/onnxruntime-web || \
 		(cd $(BROWSER_DIR) && npm install --no-save --no-audit --no-fund onnxruntime-web@$(ORT_VERSION))
-	@mkdir -p www/bench && (test -f www/bench/mnist.onnx || python3 bench/export_onnx.py www/weights/mnist.safetensors www/bench/mnist.onnx) || \
-		echo "no ONNX model (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"
+	@mkdir -p www/bench && for m in $$(echo $${MODELS:-mnist-cpu} | tr , ' '); do \
+		(test -f www/bench/$$m.onnx || python3 bench/export_onnx.py www/weights/$$m.safetensors www/bench/$$m.onnx) || \
+		echo "no ONNX model for $$m (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"; done
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
 
 # The browser's CPU fallback built on each of burn's CPU backends (burn-flex ships in pkg/; ndarray
@@ -94,6 +111,14 @@ bench-cpu-backends: pkg setup-browser
 	done
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) BACKENDS=cpu ONNX=0 \
 		PKGS="pkg$$(for v in $(CPU_BACKEND_VARIANTS); do printf ',bench/pkg-%s' $$v; done)" node bench.mjs
+
+# On a GPU machine (docs/gpu.md): trainer throughput on cuda and wgpu, the step checker, sampler
+# steps, and the PyTorch reference in the same run -> $(GPU_OUT)/bench-gpu.json. Needs the
+# binary from `make cuda` (TRAINER=...). BACKENDS=cpu QUICK=1 checks the script on a CPU.
+GPU_OUT ?= gpu-out
+bench-gpu:
+	bench/gpu.sh $(GPU_OUT)
+	python3 bench/gpu_table.py $(GPU_OUT)/bench-gpu.json
 
 FUZZ_SECONDS ?= 600
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.

@@ -46,10 +46,10 @@ def main():
         ("training step, batch 64, ndarray (ms)",
          criterion_ms("optimizer_step", "mnist-cpu/batch64/ndarray"), torch["train"]["ms_per_step"]),
         ("network call, 16 images (ms)", criterion_ms("forward", "mnist-cpu/batch16"),
-         torch["sample"]["batch16_ms_per_step"]),
+         torch["sample"]["ms_per_step"]),
         ("guided DPM++ step, 16 images (ms)",
          criterion_ms("sampler_step", "mnist-cpu/batch16/cfg2/network+update"),
-         torch["sample"]["batch32_guided_ms_per_step"]),
+         torch["sample"]["guided_ms_per_step"]),
     ]
     print(f"torch {torch['torch']}, {torch['threads']} threads, preset mnist-cpu")
     print(f"{'':38}{'dit-web':>10}{'PyTorch':>10}{'ratio':>8}")

@@ -7,7 +7,10 @@ Measures, with torch.set_num_threads(2) (the 2-core machine dit-web's figures co
 - training: one step = noising at uniform timesteps, forward, epsilon-MSE, backward, AdamW step
   (0.9, 0.999, eps 1e-8, no weight decay), batch 64 -> images/s and ms/step;
 - sampling: one network evaluation at batch 16 (no guidance) and at batch 32 (16 images with
-  classifier-free guidance: conditional and null halves in one batch, then combined) -> ms/step.
+  classifier-free guidance: conditional and null halves in one batch, then combined) -> ms/step
+  (`--sample-batch N` for another count).
+
+On a GPU: `--device cuda` (TF32 off, so fp32 is fp32), `--bf16` for bf16 autocast.
 
 Model configs are dit-web's presets (src/config.rs), seed flavour (= the reference network).
 """
@@ -29,12 +32,14 @@ PRESETS = {
 }
 
 
-def timed(fn, iters, warmup):
+def timed(fn, iters, warmup, sync=lambda: None):
     for _ in range(warmup):
         fn()
+    sync()
     start = time.perf_counter()
     for _ in range(iters):
         fn()
+    sync()
     return (time.perf_counter() - start) / iters
 
 
@@ -45,58 +50,76 @@ def main():
     ap.add_argument("--iters", type=int, default=20, help="timed iterations of each measurement")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64, help="training batch")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--sample-batch", type=int, default=16, help="images per sampler step")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (f32 master weights)")
+    ap.add_argument("--label-dropout", type=float, default=None,
+                    help="override the preset's (a null label makes the guided step possible)")
     opts = ap.parse_args()
 
     torch.set_num_threads(opts.threads)
     torch.manual_seed(0)
+    device = torch.device(opts.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        # Plain fp32 matmuls, as dit-web's f32 (no TF32) unless --bf16.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16)
     size, channels, patch, width, depth, heads, classes, dropout, steps = PRESETS[opts.preset]
+    if opts.label_dropout is not None:
+        dropout = opts.label_dropout
     args = model_args(size, channels, patch, width, depth, heads, classes,
                       cfg_dropout_rate=dropout, num_timesteps=steps)
-    model = DiT(args)
+    model = DiT(args).to(device)
     params = sum(p.numel() for p in model.parameters())
     rows = classes + int(dropout > 0)
-    betas = torch.linspace(1e-4, 2e-2, steps)
+    betas = torch.linspace(1e-4, 2e-2, steps, device=device)
     alpha_bar = torch.cumprod(1 - betas, 0)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=0.0)
-    x0 = torch.randn(opts.batch, channels, size, size)
-    labels = torch.randint(0, rows, (opts.batch,))
+    x0 = torch.randn(opts.batch, channels, size, size, device=device)
+    labels = torch.randint(0, rows, (opts.batch,), device=device)
 
     def train_step():
-        t = torch.randint(0, steps, (opts.batch,))
+        t = torch.randint(0, steps, (opts.batch,), device=device)
         noise = torch.randn_like(x0)
         ab = alpha_bar[t].view(-1, 1, 1, 1)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        loss = F.mse_loss(model(xt, t, labels), noise)
+        with autocast:
+            loss = F.mse_loss(model(xt, t, labels).float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     model.train()
-    train_s = timed(train_step, opts.iters, opts.warmup)
+    train_s = timed(train_step, opts.iters, opts.warmup, sync)
 
     model.eval()
-    xs16 = torch.randn(16, channels, size, size)
-    t16 = torch.full((16,), steps // 2)
-    y16 = torch.randint(0, classes, (16,))
+    n = opts.sample_batch
+    xs16 = torch.randn(n, channels, size, size, device=device)
+    t16 = torch.full((n,), steps // 2, device=device)
+    y16 = torch.randint(0, classes, (n,), device=device)
 
     def sample_step():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             model(xs16, t16, y16)
 
     def guided_step():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             null = torch.full_like(y16, rows - 1)
             eps = model(torch.cat([xs16, xs16]), torch.cat([t16, t16]), torch.cat([y16, null]))
             cond, uncond = eps.chunk(2)
             return uncond + 2.0 * (cond - uncond)
 
-    sample_s = timed(sample_step, opts.iters, opts.warmup)
-    guided_s = timed(guided_step, opts.iters, opts.warmup) if dropout > 0 else None
+    sample_s = timed(sample_step, opts.iters, opts.warmup, sync)
+    guided_s = timed(guided_step, opts.iters, opts.warmup, sync) if dropout > 0 else None
 
     print(json.dumps({
         "torch": torch.__version__,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+        "bf16": opts.bf16,
         "threads": opts.threads,
         "preset": opts.preset,
         "model_args": args,
@@ -108,8 +131,9 @@ def main():
             "images_per_sec": round(opts.batch / train_s, 2),
         },
         "sample": {
-            "batch16_ms_per_step": round(sample_s * 1e3, 2),
-            "batch32_guided_ms_per_step": None if guided_s is None else round(guided_s * 1e3, 2),
+            "images": n,
+            "ms_per_step": round(sample_s * 1e3, 2),
+            "guided_ms_per_step": None if guided_s is None else round(guided_s * 1e3, 2),
         },
     }, indent=2))
 
