@@ -48,20 +48,7 @@ impl OnBackend for TrainSteps<'_> {
             if step == self.warmup {
                 started = Instant::now();
             }
-            let mut x0 = vec![0f32; self.batch * config.image_len()];
-            rng.fill_normal(&mut x0);
-            let labels = (0..self.batch)
-                .map(|_| rng.below(config.num_classes))
-                .collect();
-            let batch = Batch::<B>::noised(
-                x0,
-                labels,
-                &mut rng,
-                &schedule,
-                config,
-                config.class_dropout,
-                &device,
-            );
+            let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);
             // Each step reads its loss back, as training does, so the clock sees finished work.
             (model, _, _) = optimizer_step(model, &mut optim, batch, self.micro, 1e-4, Some(1.0));
         }

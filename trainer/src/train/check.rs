@@ -43,23 +43,9 @@ impl OnBackend for CheckSide<'_> {
         let model = config
             .init::<B>(&device)
             .map(&mut HostRandom(NoiseRng::new(self.seed, 11)));
-        let mut rng = NoiseRng::new(self.seed, 12);
-        let mut x0 = vec![0f32; self.batch * config.image_len()];
-        x0.iter_mut()
-            .for_each(|v| *v = (2.0 * rng.uniform() - 1.0) as f32);
-        let labels = (0..self.batch)
-            .map(|_| rng.below(config.num_classes))
-            .collect();
         let schedule = NoiseSchedule::new(&self.preset.schedule);
-        let batch = Batch::<B>::noised(
-            x0,
-            labels,
-            &mut rng,
-            &schedule,
-            config,
-            config.class_dropout,
-            &device,
-        );
+        let mut rng = NoiseRng::new(self.seed, 12);
+        let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);
         let (grads, loss) = batch_gradients(&model, batch, self.micro);
         let (grads, grad_norm) = clip_global_norm(grads, &model, None);
         StepGradients {

@@ -34,6 +34,30 @@ impl<B: Backend> Batch<B> {
         Self::noised(x0, labels, rng, schedule, config, label_dropout, device)
     }
 
+    /// A batch of `n` host-made images (uniform in [-1, 1]) and labels, all from `rng`: the same
+    /// numbers on every backend (the step checker and `trainer bench` use it).
+    pub fn random(
+        n: usize,
+        rng: &mut NoiseRng,
+        schedule: &NoiseSchedule,
+        config: &DitConfig,
+        device: &B::Device,
+    ) -> Self {
+        let mut x0 = vec![0f32; n * config.image_len()];
+        x0.iter_mut()
+            .for_each(|v| *v = (2.0 * rng.uniform() - 1.0) as f32);
+        let labels = (0..n).map(|_| rng.below(config.num_classes)).collect();
+        Self::noised(
+            x0,
+            labels,
+            rng,
+            schedule,
+            config,
+            config.class_dropout,
+            device,
+        )
+    }
+
     /// The training batch for clean images `x0` (`[n * C * H * W]`) of classes `labels`.
     pub fn noised(
         x0: Vec<f32>,
