@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use burn::backend::Autodiff;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
@@ -127,4 +128,28 @@ mod tests {
             .unwrap_err()
             .contains("--features cuda"));
     }
+}
+
+/// Seeds `B`'s random generator, builds a module with `init` and draws its parameters while no
+/// other thread of this process can. The generator is global to the backend and burn draws a
+/// parameter lazily, on its first use: two runs initializing at once (tests, or a library user's
+/// threads) would interleave their draws and get different weights from the same seed.
+pub fn seeded<B: Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    init: impl FnOnce() -> M,
+) -> M {
+    /// Reads every float parameter, which makes burn initialize it.
+    struct Draw;
+    impl<B: Backend> ModuleVisitor<B> for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            param.val();
+        }
+    }
+    static INIT: Mutex<()> = Mutex::new(());
+    let _only_us = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let module = init();
+    module.visit(&mut Draw);
+    module
 }

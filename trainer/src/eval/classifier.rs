@@ -117,8 +117,7 @@ pub fn train<B: AutodiffBackend>(
     mut progress: impl FnMut(usize, f32),
 ) -> Classifier<B::InnerBackend> {
     const BATCH: usize = 128;
-    B::seed(device, seed);
-    let mut model = Classifier::<B>::new(device);
+    let mut model = crate::backend::seeded::<B, _>(device, seed, || Classifier::<B>::new(device));
     let mut optim = AdamConfig::new().init::<B, Classifier<B>>();
     let mut loader = Loader::new(train, seed);
     let loss_fn = CrossEntropyLossConfig::new().init(device);

@@ -38,9 +38,9 @@ pub fn lr_find<B: AutodiffBackend, D: Dataset>(
     device: &B::Device,
     mut on_point: impl FnMut(&LrPoint),
 ) -> Vec<LrPoint> {
-    B::seed(device, config.seed);
     let model_config = preset.model.clone();
-    let mut model: Dit<B> = model_config.init(device);
+    let mut model: Dit<B> =
+        crate::backend::seeded::<B, _>(device, config.seed, || model_config.init(device));
     let mut optim = AdamWConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(0.0)

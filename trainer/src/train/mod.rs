@@ -120,8 +120,8 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
     std::fs::create_dir_all(run).map_err(io(run))?;
     let schedule = NoiseSchedule::new(&preset.schedule);
 
-    B::seed(device, config.seed);
-    let mut model: Dit<B> = model_config.init(device);
+    let mut model: Dit<B> =
+        crate::backend::seeded::<B, _>(device, config.seed, || model_config.init(device));
     let mut ema: Dit<B::InnerBackend> = model.valid();
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
