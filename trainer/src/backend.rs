@@ -104,6 +104,30 @@ fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
+/// Seeds `B`'s random generator, builds a module with `init` and draws its parameters while no
+/// other thread of this process can. The generator is global to the backend and burn draws a
+/// parameter lazily, on its first use: two runs initializing at once (tests, or a library user's
+/// threads) would interleave their draws and get different weights from the same seed.
+pub fn seeded<B: Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    init: impl FnOnce() -> M,
+) -> M {
+    /// Reads every float parameter, which makes burn initialize it.
+    struct Draw;
+    impl<B: Backend> ModuleVisitor<B> for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            param.val();
+        }
+    }
+    static INIT: Mutex<()> = Mutex::new(());
+    let _only_us = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let module = init();
+    module.visit(&mut Draw);
+    module
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,28 +152,4 @@ mod tests {
             .unwrap_err()
             .contains("--features cuda"));
     }
-}
-
-/// Seeds `B`'s random generator, builds a module with `init` and draws its parameters while no
-/// other thread of this process can. The generator is global to the backend and burn draws a
-/// parameter lazily, on its first use: two runs initializing at once (tests, or a library user's
-/// threads) would interleave their draws and get different weights from the same seed.
-pub fn seeded<B: Backend, M: Module<B>>(
-    device: &B::Device,
-    seed: u64,
-    init: impl FnOnce() -> M,
-) -> M {
-    /// Reads every float parameter, which makes burn initialize it.
-    struct Draw;
-    impl<B: Backend> ModuleVisitor<B> for Draw {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            param.val();
-        }
-    }
-    static INIT: Mutex<()> = Mutex::new(());
-    let _only_us = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    B::seed(device, seed);
-    let module = init();
-    module.visit(&mut Draw);
-    module
 }
