@@ -12,7 +12,7 @@ WASM := pkg/dit_web_bg.wasm
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
-	@echo "make test        format, clippy (native with every GPU backend type-checked, and wasm), all Rust tests, browser tests in headless Chromium (what CI runs)"
+	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, browser tests in headless Chromium (what CI runs)"
 	@echo "make cuda        build the trainer with CUDA, wgpu and candle (release; not part of make test)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
@@ -31,17 +31,23 @@ test:
 		echo "make test: $$stage took $$(( $$(date +%s) - start )) s"; \
 	done
 
-# Clippy type-checks the trainer with every GPU backend (CUDA, wgpu, candle) enabled, so code
-# behind those features is linted without compiling or linking burn's GPU crates: nobody runs
-# them on a CI machine, and building them took a third of a cold `make test`.
-GPU_FEATURES := trainer/cuda,trainer/wgpu,trainer/candle
-lint: setup-wasm
+# Lint while compiling: clippy-driver stands in for rustc on the workspace's own crates (what
+# `cargo clippy` does under the hood), so the builds the tests need are also the clippy run, with
+# warnings as errors, and nothing is type-checked twice. CLIPPY_ARGS is how cargo-clippy hands
+# its arguments to the driver.
+LINTED := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+
+# The code behind the trainer's GPU features (CUDA, wgpu) is type-checked and linted, not
+# compiled or linked: nobody runs it on a CI machine. The rest of the lint happens in the unit
+# stage (native: every target, benches and examples included) and the browser stage (wasm).
+GPU_FEATURES := cuda,wgpu
+lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --features $(GPU_FEATURES) -- -D warnings
-	$(CARGO) clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	$(CARGO) clippy -p trainer --lib --bins --features $(GPU_FEATURES) -- -D warnings
 
 unit:
-	$(CARGO) test --workspace
+	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
+	$(LINTED) $(CARGO) test --workspace
 
 # The GPU trainer (release): builds and links without a CUDA toolkit (the driver is loaded at
 # run time). Copy target/release/trainer to the GPU machine; see docs/gpu.md.
@@ -58,9 +64,10 @@ demo: pkg
 
 # wasm-pack writes pkg/ (www/pkg links to it). It would download binaryen and wasm-bindgen when
 # missing, which an offline machine cannot: setup-wasm installs them from crates.io and npm instead.
+# The wasm-test build (make test) is also the wasm lint.
 WASM_PROFILE ?= wasm-release
 pkg: setup-wasm
-	wasm-pack build --target web --profile $(WASM_PROFILE) --no-opt --mode no-install
+	$(if $(filter wasm-test,$(WASM_PROFILE)),$(LINTED)) wasm-pack build --target web --profile $(WASM_PROFILE) --no-opt --mode no-install
 	@if [ "$(WASM_PROFILE)" = wasm-release ]; then \
 		tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
 		--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \

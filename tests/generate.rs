@@ -1,6 +1,6 @@
 //! Native generation from a weight file: labels, determinism, PNG output, errors.
 
-mod common;
+use crate::common;
 
 use common::*;
 use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};

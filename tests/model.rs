@@ -1,6 +1,6 @@
 //! The network: parameter counts, zero output at init, conditioning, shapes, position tables.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};

@@ -1,6 +1,6 @@
 //! The weight file: round trips, quantization error, and a clear error for every malformed file.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

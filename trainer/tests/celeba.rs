@@ -1,6 +1,6 @@
 //! The CelebA loader on a tiny folder in the official layout, made by the test.
 
-mod common;
+use crate::common;
 
 use trainer::data::celeba::{CelebA, Partition, CROP, FEMALE, MALE};
 use trainer::data::loader::Loader;

@@ -1,6 +1,6 @@
 //! The `trainer` binary end to end on tiny data: train -> checkpoint -> resume -> export -> generate.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! `download` against a file server on loopback: success, wrong content, missing file, offline.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

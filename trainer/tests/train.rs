@@ -1,6 +1,6 @@
 //! Training on tiny data: exact resume, checkpoints, divergence stop, MNIST loading errors.
 
-mod common;
+use crate::common;
 
 use burn::backend::Autodiff;
 use dit_web::{DitConfig, Preset};
