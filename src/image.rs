@@ -97,9 +97,7 @@ pub fn encode_png(image: &Rgba) -> Vec<u8> {
     out
 }
 
-/// Writes a PNG atomically (temporary file, then rename), so a killed run leaves no half image.
+/// Writes a PNG whole or not at all ([`crate::atomic`]), so a killed run leaves no half image.
 pub fn write_png(path: &Path, image: &Rgba) -> io::Result<()> {
-    let tmp = path.with_extension("png.tmp");
-    std::fs::write(&tmp, encode_png(image))?;
-    std::fs::rename(&tmp, path)
+    crate::atomic::write(path, &encode_png(image))
 }

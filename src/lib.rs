@@ -11,8 +11,10 @@
 //! - [`image`]: tensors to RGBA and PNG, grids.
 //! - [`generate`]: the whole pipeline, from a model and a request to images.
 //! - [`request`]: the page's generation request and the limits it is checked against.
+//! - [`atomic`]: files written whole or not at all (temporary name, then rename).
 //! - `web` (wasm32 only): the wasm-bindgen API the page's worker calls.
 
+pub mod atomic;
 pub mod config;
 pub mod diffusion;
 pub mod generate;

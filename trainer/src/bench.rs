@@ -11,7 +11,7 @@ use dit_web::generate::sample;
 use dit_web::Preset;
 use serde::Serialize;
 
-use crate::backend::OnBackend;
+use crate::backend::{run_on, BackendChoice, OnBackend};
 use crate::train::step::{optimizer_step, Batch};
 
 /// Measured throughput of one configuration.
@@ -97,4 +97,44 @@ fn throughput(preset: &Preset, batch: usize, steps: usize, started: Instant) -> 
         ms_per_step: 1e3 * seconds / steps as f64,
         images_per_sec: (batch * steps) as f64 / seconds,
     }
+}
+
+/// `trainer bench`: optimizer steps of `batch` images (in micro-batches of `micro`; 0: whole),
+/// or with `sample` guided sampler steps of `batch` images, on `backend`, as one JSON object:
+/// the [`Throughput`] plus `kind`, `backend` and `micro_batch`.
+pub fn bench(
+    backend: BackendChoice,
+    preset: &Preset,
+    batch: usize,
+    micro: usize,
+    sample: bool,
+    warmup: usize,
+    steps: usize,
+) -> Result<serde_json::Value, String> {
+    if batch == 0 || steps == 0 {
+        return Err("the batch size and the number of steps must be positive".into());
+    }
+    let result = if sample {
+        let task = SampleSteps {
+            preset,
+            images: batch,
+            warmup,
+            steps,
+        };
+        run_on(backend, task)?
+    } else {
+        let task = TrainSteps {
+            preset,
+            batch,
+            micro,
+            warmup,
+            steps,
+        };
+        run_on(backend, task)?
+    };
+    let mut json = serde_json::to_value(&result).expect("throughput serializes");
+    json["kind"] = if sample { "sample" } else { "train" }.into();
+    json["backend"] = format!("{backend:?}").to_lowercase().into();
+    json["micro_batch"] = micro.into();
+    Ok(json)
 }

@@ -1,65 +1,47 @@
 //! From a run folder to the weight file the page loads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dit_web::weights::{quant, Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::Preset;
 
+use crate::run_dir::{RunDir, RunError};
 use crate::train::checkpoint::{self, CheckpointError};
-use crate::train::TrainConfig;
 use crate::Cpu;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("{0}")]
-    Run(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error(transparent)]
     Weights(#[from] dit_web::weights::WeightError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// The preset and training config a run was started with (`run.json`).
-pub fn run_config(run: &Path) -> Result<(Preset, TrainConfig), ExportError> {
-    let path = run.join("run.json");
-    let bytes = std::fs::read(&path).map_err(|e| {
-        ExportError::Run(format!(
-            "{}: {e} (is {} a run folder?)",
-            path.display(),
-            run.display()
-        ))
-    })?;
-    let config: TrainConfig = serde_json::from_slice(&bytes)
-        .map_err(|e| ExportError::Run(format!("{}: {e}", path.display())))?;
-    let preset = Preset::by_name(&config.preset).ok_or_else(|| {
-        ExportError::Run(format!(
-            "unknown preset `{}` in {}",
-            config.preset,
-            path.display()
-        ))
-    })?;
-    Ok((preset, config))
-}
-
-/// The latest checkpoint's EMA (or raw) weights as an f32 [`WeightFile`].
-pub fn from_run(run: &Path, ema: bool) -> Result<WeightFile, ExportError> {
-    let (preset, config) = run_config(run)?;
-    let dir = checkpoint::latest(run)?;
+/// The latest checkpoint's EMA (or raw) weights as an f32 [`WeightFile`], described by the run's
+/// `run.json`.
+pub fn from_run(run: &RunDir, ema: bool) -> Result<WeightFile, ExportError> {
+    let config = run.read_config()?;
+    let dir = run.latest_checkpoint()?;
     let state = checkpoint::load_state(&dir)?;
     let device = Default::default();
-    let model_config = config.model_config(&preset);
     let model = checkpoint::load_weights::<Cpu>(
         &dir,
         if ema { "ema" } else { "model" },
-        model_config.init(&device),
+        config.model.init(&device),
         &device,
     )?;
     let meta = WeightsMeta {
         format_version: FORMAT_VERSION,
-        model: model_config,
-        schedule: preset.schedule.clone(),
-        labels: preset.labels.clone(),
-        dataset: preset.dataset.into(),
+        model: config.model,
+        schedule: config.schedule,
+        labels: config.labels,
+        dataset: config.dataset,
         step: state.step,
         ema,
         quantization: Quantization::F32,
@@ -88,4 +70,18 @@ pub fn encode(
         worst,
     };
     Ok((bytes, report))
+}
+
+/// Encodes `file` with `quantization` and writes it to `out` whole or not at all.
+pub fn write(
+    file: WeightFile,
+    quantization: Quantization,
+    out: &Path,
+) -> Result<ExportReport, ExportError> {
+    let (bytes, report) = encode(file, quantization)?;
+    dit_web::atomic::write(out, &bytes).map_err(|source| ExportError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(report)
 }

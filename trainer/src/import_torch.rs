@@ -48,7 +48,7 @@ use dit_web::config::{Conditioning, Convention, DitConfig, Flavour, Preset, Sche
 use dit_web::model::position_table;
 use dit_web::weights::{HostTensor, Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
 
-use crate::export::{self, ExportError, ExportReport};
+use crate::export::ExportError;
 use pickle::{Obj, Value};
 pub use pickle::{StorageDtype, TensorRef};
 
@@ -650,24 +650,6 @@ pub fn convert_state(
         state: state_name,
         position_table_diff,
     })
-}
-
-/// Encodes `file` with `quantization` and writes it to `out` atomically (a temporary file in the
-/// same folder, then a rename), as `trainer export` does.
-pub fn write(
-    file: WeightFile,
-    quantization: Quantization,
-    out: &Path,
-) -> Result<ExportReport, ImportError> {
-    let (bytes, report) = export::encode(file, quantization)?;
-    let tmp = out.with_extension("tmp");
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ImportError::Io { path, source }
-    };
-    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(io(out))?;
-    Ok(report)
 }
 
 /// What the weight file will describe.

@@ -1,12 +1,15 @@
-//! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI.
+//! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI:
+//! every command is one call into this library.
 
 pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod generate;
 pub mod import_torch;
 pub mod report;
+pub mod run_dir;
 pub mod train;
 
 /// The CPU backend used for training without a GPU, and for export, generation and eval:

@@ -2,13 +2,16 @@
 
 use crate::common;
 
+use std::path::Path;
+
 use burn::backend::Autodiff;
 use dit_web::{DitConfig, Preset};
 use trainer::data::loader::Loader;
 use trainer::data::mnist::{Mnist, Split};
 use trainer::data::Dataset;
+use trainer::run_dir::{RunConfig, RunDir};
 use trainer::train::lr::{Decay, LrSchedule};
-use trainer::train::{checkpoint, train, TrainConfig, TrainError};
+use trainer::train::{checkpoint, train, TrainConfig, TrainError, TrainOutcome};
 use trainer::Cpu;
 
 type B = Autodiff<Cpu>;
@@ -22,7 +25,6 @@ fn tiny_preset() -> Preset {
 
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {
-        preset: "mnist-cpu".into(),
         steps,
         batch_size: 8,
         micro_batch: 0,
@@ -44,6 +46,24 @@ fn config(steps: u64) -> TrainConfig {
     }
 }
 
+/// Trains the tiny preset with `config` into the run folder `dir`.
+fn train_tiny(
+    config: &TrainConfig,
+    data: &Mnist,
+    dir: &Path,
+    resume: bool,
+) -> Result<TrainOutcome, TrainError> {
+    let run_config = RunConfig::new(&tiny_preset(), config.clone());
+    train::<B, _>(
+        &run_config,
+        data,
+        &RunDir::new(dir),
+        resume,
+        &Default::default(),
+        |_| {},
+    )
+}
+
 fn data() -> (tempfile::TempDir, Mnist) {
     let dir = tempfile::tempdir().unwrap();
     common::write_mnist(dir.path(), 40);
@@ -54,23 +74,12 @@ fn data() -> (tempfile::TempDir, Mnist) {
 #[test]
 fn resuming_gives_the_same_losses_as_training_straight() {
     let (_d, data) = data();
-    let device = Default::default();
     let straight = tempfile::tempdir().unwrap();
-    let full = train::<B, _>(
-        &tiny_preset(),
-        &config(6),
-        &data,
-        straight.path(),
-        false,
-        &device,
-        |_| {},
-    )
-    .unwrap();
+    let full = train_tiny(&config(6), &data, straight.path(), false).unwrap();
     assert_eq!(full.losses.len(), 6);
 
     let split = tempfile::tempdir().unwrap();
-    let first = train::<B, _>(
-        &tiny_preset(),
+    let first = train_tiny(
         &TrainConfig {
             steps: 3,
             ..config(6)
@@ -78,20 +87,9 @@ fn resuming_gives_the_same_losses_as_training_straight() {
         &data,
         split.path(),
         false,
-        &device,
-        |_| {},
     )
     .unwrap();
-    let second = train::<B, _>(
-        &tiny_preset(),
-        &config(6),
-        &data,
-        split.path(),
-        true,
-        &device,
-        |_| {},
-    )
-    .unwrap();
+    let second = train_tiny(&config(6), &data, split.path(), true).unwrap();
     let resumed: Vec<(u64, f64)> = first.losses.into_iter().chain(second.losses).collect();
     assert_eq!(
         resumed.iter().map(|l| l.0).collect::<Vec<_>>(),
@@ -113,24 +111,15 @@ fn resuming_gives_the_same_losses_as_training_straight() {
 #[test]
 fn training_in_micro_batches_follows_the_whole_batch() {
     let (_d, data) = data();
-    let device = Default::default();
     let run = |micro_batch| {
         let dir = tempfile::tempdir().unwrap();
         let config = TrainConfig {
             micro_batch,
             ..config(3)
         };
-        train::<B, _>(
-            &tiny_preset(),
-            &config,
-            &data,
-            dir.path(),
-            false,
-            &device,
-            |_| {},
-        )
-        .unwrap()
-        .losses
+        train_tiny(&config, &data, dir.path(), false)
+            .unwrap()
+            .losses
     };
     let (whole, split) = (run(0), run(3));
     for ((step, a), (_, b)) in whole.iter().zip(&split) {
@@ -145,17 +134,8 @@ fn training_in_micro_batches_follows_the_whole_batch() {
 fn checkpoints_are_complete_and_old_ones_pruned() {
     let (_d, data) = data();
     let run = tempfile::tempdir().unwrap();
-    train::<B, _>(
-        &tiny_preset(),
-        &config(7),
-        &data,
-        run.path(),
-        false,
-        &Default::default(),
-        |_| {},
-    )
-    .unwrap();
-    let latest = checkpoint::latest(run.path()).unwrap();
+    train_tiny(&config(7), &data, run.path(), false).unwrap();
+    let latest = RunDir::new(run.path()).latest_checkpoint().unwrap();
     assert!(latest.ends_with("step-00000007"));
     for file in ["model.mpk", "ema.mpk", "optimizer.mpk", "state.json"] {
         assert!(latest.join(file).exists(), "{file} missing");
@@ -191,16 +171,7 @@ fn a_loss_spike_stops_training_and_names_the_last_good_checkpoint() {
     };
     cfg.grad_clip = None;
     cfg.spike_factor = 3.0;
-    let err = train::<B, _>(
-        &tiny_preset(),
-        &cfg,
-        &data,
-        run.path(),
-        false,
-        &Default::default(),
-        |_| {},
-    )
-    .unwrap_err();
+    let err = train_tiny(&cfg, &data, run.path(), false).unwrap_err();
     match err {
         TrainError::Diverged {
             step, last_good, ..
@@ -316,4 +287,28 @@ fn lr_finder_runs_a_short_sweep() {
     assert!(!points.is_empty() && points.len() <= 5);
     assert!((points[0].lr - 1e-5).abs() < 1e-12);
     assert!(points.windows(2).all(|w| w[1].lr > w[0].lr));
+}
+
+#[test]
+fn resuming_with_another_network_is_refused_and_the_run_kept() {
+    let (_d, data) = data();
+    let run = tempfile::tempdir().unwrap();
+    train_tiny(&config(3), &data, run.path(), false).unwrap();
+    let before = std::fs::read(run.path().join("run.json")).unwrap();
+    let mut other = tiny_preset();
+    other.model.depth = 2;
+    let err = train::<B, _>(
+        &RunConfig::new(&other, config(6)),
+        &data,
+        &RunDir::new(run.path()),
+        true,
+        &Default::default(),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("another network"), "{err}");
+    assert_eq!(std::fs::read(run.path().join("run.json")).unwrap(), before);
+    let latest = RunDir::new(run.path()).latest_checkpoint().unwrap();
+    assert!(latest.ends_with("step-00000003"));
 }

@@ -41,6 +41,22 @@ pub enum Fetched {
     Downloaded,
 }
 
+/// `trainer download`: the files of dataset `name` (only `mnist` can be fetched automatically).
+pub fn download_dataset(
+    name: &str,
+    mirror: &str,
+    dir: &Path,
+) -> Result<Vec<(String, Fetched)>, DataError> {
+    match name {
+        "mnist" => download(mirror, dir, &MNIST_FILES),
+        _ => Err(DataError::Unsupported(format!(
+            "`{name}` cannot be downloaded automatically; only `mnist` can (CelebA: get \
+             img_align_celeba, list_attr_celeba.txt and list_eval_partition.txt from its \
+             official page)"
+        ))),
+    }
+}
+
 /// Downloads every file of `files` that `dir` lacks (or holds with the wrong content) from
 /// `mirror` as `<name>.gz`, verifies it, and writes it atomically. Nothing unverified is kept.
 pub fn download(
@@ -89,12 +105,7 @@ pub fn download(
                 })
             }
         }
-        let tmp = path.with_extension("gz.tmp");
-        std::fs::write(&tmp, &body).map_err(|source| DataError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(|source| DataError::Io {
+        dit_web::atomic::write(&path, &body).map_err(|source| DataError::Io {
             path: path.clone(),
             source,
         })?;

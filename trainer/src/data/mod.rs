@@ -28,6 +28,8 @@ pub enum DataError {
     },
     #[error("{0}")]
     Missing(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{path}: {reason}")]
     Format {
         path: std::path::PathBuf,

@@ -82,11 +82,13 @@ impl<B: Backend> Classifier<B> {
         (classes, features)
     }
 
+    /// Saves to `path` with the extension `.mpk` (as the recorder names it), whole or not at all.
     pub fn save(self, path: &Path) -> Result<(), String> {
-        self.save_file(
-            path.to_path_buf(),
-            &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
-        )
+        let path = path.with_extension("mpk");
+        dit_web::atomic::create(&path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+            let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+            Ok(self.save_file(tmp.to_path_buf(), &recorder)?)
+        })
         .map_err(|e| format!("saving the classifier to {}: {e}", path.display()))
     }
 
@@ -173,6 +175,35 @@ pub fn accuracy<B: Backend>(classifier: &Classifier<B>, data: &Mnist) -> f64 {
         .filter(|(p, &l)| **p == l as usize)
         .count();
     correct as f64 / data.len() as f64
+}
+
+/// `trainer classifier`: trains on the MNIST training digits in `data`, saves the network to
+/// `out` and returns its accuracy on the test digits and their number. `progress(step, steps,
+/// loss)` follows training.
+pub fn train_and_save(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    epochs: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize, usize, f32),
+) -> Result<(f64, usize), Box<dyn std::error::Error>> {
+    use crate::data::mnist::Split;
+    let train_set = Mnist::load(data, Split::Train)?;
+    let test = Mnist::load(data, Split::Test)?;
+    let steps = epochs * train_set.len() / 128;
+    let model = train::<burn::backend::Autodiff<crate::Cpu>>(
+        &train_set,
+        epochs,
+        seed,
+        &Default::default(),
+        |step, loss| progress(step, steps, loss),
+    );
+    let accuracy = accuracy(&model, &test);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    model.save(out)?;
+    Ok((accuracy, test.len()))
 }
 
 #[cfg(test)]

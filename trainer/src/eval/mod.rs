@@ -6,6 +6,8 @@
 pub mod classifier;
 pub mod fid;
 
+use std::path::{Path, PathBuf};
+
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
 use dit_web::generate::{sample_batched, GenerateError};
@@ -13,9 +15,10 @@ use dit_web::model::Dit;
 use dit_web::weights::WeightFile;
 use serde::Serialize;
 
-use crate::backend::OnBackend;
-use crate::data::mnist::Mnist;
+use crate::backend::{run_on, BackendChoice, OnBackend};
+use crate::data::mnist::{Mnist, Split};
 use crate::data::Dataset;
+use crate::Cpu;
 use classifier::Classifier;
 
 /// Accuracy and FID of one set of images.
@@ -115,4 +118,122 @@ impl<F: FnMut(usize)> OnBackend for PerClass<'_, F> {
             self.progress,
         )
     }
+}
+
+/// What `trainer eval` scores.
+pub struct EvalRequest<'a> {
+    /// Weight files of MNIST models, a row each.
+    pub weights: &'a [PathBuf],
+    /// The MNIST folder: its test digits are the FID reference.
+    pub data: &'a Path,
+    /// A classifier from `trainer classifier`.
+    pub classifier: &'a Path,
+    pub per_class: usize,
+    pub sampler: SamplerConfig,
+    /// Images per network call.
+    pub batch: usize,
+    pub backend: BackendChoice,
+}
+
+/// The scores of real test and training digits (the ceiling), then of each model.
+#[derive(Serialize, Clone, Debug)]
+pub struct EvalReport {
+    pub per_class: usize,
+    pub sampler: SamplerConfig,
+    /// Test digits the FID is measured against.
+    pub reference_images: usize,
+    /// (what was scored, its scores)
+    pub rows: Vec<(String, Scores)>,
+}
+
+impl EvalReport {
+    /// The table `trainer eval` prints.
+    pub fn table(&self) -> String {
+        let c = &self.sampler;
+        let mut out = format!(
+            "{} per class, {} {} steps, guidance {}, seed {}; FID against the {} test digits\n",
+            self.per_class, c.kind, c.steps, c.guidance, c.seed, self.reference_images
+        );
+        out += &format!("{:<60} {:>9} {:>9}\n", "images", "accuracy", "FID");
+        for (name, s) in &self.rows {
+            out += &format!("{name:<60} {:>8.2}% {:>9.3}\n", 100.0 * s.accuracy, s.fid);
+        }
+        out
+    }
+
+    /// One object per row: `{"images", "scores", "sampler"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.rows
+            .iter()
+            .map(|(name, s)| serde_json::json!({ "images": name, "scores": s, "sampler": self.sampler }))
+            .collect()
+    }
+}
+
+/// Scores real digits and then each model of `request`. `progress(model, done, total)` follows
+/// each model's generation (`model` indexes `request.weights`).
+pub fn evaluate(
+    request: &EvalRequest,
+    mut progress: impl FnMut(usize, usize, usize),
+) -> Result<EvalReport, Box<dyn std::error::Error>> {
+    let device = Default::default();
+    let classifier = Classifier::<Cpu>::load(request.classifier, &device)?;
+    let test = Mnist::load(request.data, Split::Test)?;
+    let mut test_images = vec![0f32; test.len() * test.image_len()];
+    for (i, out) in test_images.chunks_mut(test.image_len()).enumerate() {
+        test.image_into(i, out)?;
+    }
+    let (_, test_features) = classifier.predict(&test_images);
+    let reference = fid::Gaussian::fit(&test_features);
+
+    // The ceiling: real digits through the same scoring. Test digits were never seen by the
+    // classifier (a fair accuracy) but are part of the FID reference (an optimistic FID);
+    // training digits are the other way round.
+    let mut rows: Vec<(String, Scores)> = Vec::new();
+    let train = Mnist::load(request.data, Split::Train)?;
+    for (name, split) in [
+        ("real test digits", &test),
+        ("real training digits", &train),
+    ] {
+        let (real, real_labels) = real_images(split, request.per_class, request.sampler.seed);
+        rows.push((
+            name.into(),
+            score(&classifier, &real, &real_labels, &reference),
+        ));
+    }
+    for (index, path) in request.weights.iter().enumerate() {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = WeightFile::from_bytes(&bytes)?.meta;
+        if meta.dataset != "mnist" {
+            return Err(format!(
+                "{}: eval scores MNIST models, this one is {}",
+                path.display(),
+                meta.dataset
+            )
+            .into());
+        }
+        let total = request.per_class * meta.model.num_classes;
+        let task = PerClass {
+            bytes: &bytes,
+            config: &request.sampler,
+            per_class: request.per_class,
+            batch: request.batch,
+            progress: |done| progress(index, done, total),
+        };
+        let (images, labels) = run_on(request.backend, task)??;
+        let name = format!(
+            "{} ({:?}{}, step {})",
+            path.display(),
+            meta.quantization,
+            if meta.ema { " EMA" } else { " raw" },
+            meta.step
+        );
+        rows.push((name, score(&classifier, &images, &labels, &reference)));
+    }
+    Ok(EvalReport {
+        per_class: request.per_class,
+        sampler: request.sampler.clone(),
+        reference_images: test.len(),
+        rows,
+    })
 }

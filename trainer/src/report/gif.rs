@@ -3,7 +3,7 @@
 use std::path::Path;
 
 /// Builds an animated GIF from PNG frames of equal size (`delay` in hundredths of a second;
-/// the last frame is held 4x longer). Written via a temporary file.
+/// the last frame is held 4x longer), whole or not at all.
 pub fn from_pngs(
     frames: &[std::path::PathBuf],
     out: &Path,
@@ -12,11 +12,10 @@ pub fn from_pngs(
     if frames.is_empty() {
         return Err("no sample grids to animate".into());
     }
-    let tmp = out.with_extension("gif.tmp");
-    {
+    dit_web::atomic::create(out, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         // The first frame fixes the canvas size.
         let (width, height, _) = read_rgba(&frames[0])?;
-        let mut encoder = gif::Encoder::new(std::fs::File::create(&tmp)?, width, height, &[])?;
+        let mut encoder = gif::Encoder::new(std::fs::File::create(tmp)?, width, height, &[])?;
         encoder.set_repeat(gif::Repeat::Infinite)?;
         for (k, path) in frames.iter().enumerate() {
             let (w, h, mut rgba) = read_rgba(path)?;
@@ -35,8 +34,8 @@ pub fn from_pngs(
             };
             encoder.write_frame(&frame)?;
         }
-    }
-    std::fs::rename(&tmp, out)?;
+        Ok(())
+    })?;
     Ok(frames.len())
 }
 

@@ -5,12 +5,14 @@ pub mod metrics;
 pub mod plot;
 pub mod samples;
 
-use std::path::Path;
+use crate::run_dir::RunDir;
 
 /// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`. Returns
 /// whether there were sample grids for a GIF (a run with `--sample-every 0` has none).
-pub fn refresh(run: &Path) -> Result<bool, Box<dyn std::error::Error>> {
-    let rows = metrics::read(&run.join("metrics.jsonl"))?;
+pub fn refresh(run: &RunDir) -> Result<bool, Box<dyn std::error::Error>> {
+    let metrics_file = run.metrics_file();
+    let rows =
+        metrics::read(&metrics_file).map_err(|e| format!("{}: {e}", metrics_file.display()))?;
     let raw: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.loss)).collect();
     let mut smooth = Vec::with_capacity(raw.len());
     let mut avg = None;
@@ -20,7 +22,7 @@ pub fn refresh(run: &Path) -> Result<bool, Box<dyn std::error::Error>> {
         smooth.push((x, a));
     }
     plot::line_plot(
-        &run.join("loss.png"),
+        &run.loss_plot(),
         "training loss (epsilon MSE)",
         "step",
         "loss",
@@ -35,7 +37,7 @@ pub fn refresh(run: &Path) -> Result<bool, Box<dyn std::error::Error>> {
             },
         ],
     )?;
-    let samples = run.join("samples");
+    let samples = run.samples();
     if !samples.is_dir() {
         return Ok(false);
     }
@@ -48,6 +50,6 @@ pub fn refresh(run: &Path) -> Result<bool, Box<dyn std::error::Error>> {
     if frames.is_empty() {
         return Ok(false);
     }
-    gif::from_pngs(&frames, &run.join("progress.gif"), 40)?;
+    gif::from_pngs(&frames, &run.progress_gif(), 40)?;
     Ok(true)
 }

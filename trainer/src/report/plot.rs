@@ -54,9 +54,8 @@ pub fn line_plot(
     }
     register_font()?;
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let tmp = path.with_extension("tmp.png"); // the encoder picks the format by extension
-    {
-        let root = BitMapBackend::new(&tmp, (900, 540)).into_drawing_area();
+    dit_web::atomic::create(path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(tmp, (900, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
@@ -91,7 +90,6 @@ pub fn line_plot(
             .border_style(BLACK)
             .draw()?;
         root.present()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -41,8 +41,3 @@ pub fn write_grid<B: Backend>(
     })?;
     Ok(path.to_path_buf())
 }
-
-/// Where the grid of step `step` goes.
-pub fn grid_path(run: &Path, step: u64) -> PathBuf {
-    run.join("samples").join(format!("step-{step:08}.png"))
-}

@@ -16,7 +16,7 @@ use dit_web::{Dit, Preset};
 use serde::Serialize;
 
 use super::step::{batch_gradients, clip_global_norm, Batch};
-use crate::backend::OnBackend;
+use crate::backend::{run_on, BackendChoice, OnBackend};
 
 /// What one side computed: the loss, the global gradient norm, and each parameter's gradient
 /// by its dotted path (`blocks.0.attn.q.weight`).
@@ -78,6 +78,65 @@ impl StepComparison {
     pub fn worst(&self) -> f64 {
         let loss = (self.loss[0] - self.loss[1]).abs() / self.loss[1].abs().max(1e-12);
         self.params.first().map_or(loss, |p| p.relative.max(loss))
+    }
+}
+
+/// One side of a check: a backend and its micro-batch size (0: the whole batch in one pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Side {
+    pub backend: BackendChoice,
+    pub micro: usize,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = format!("{:?}", self.backend).to_lowercase();
+        match self.micro {
+            0 => write!(f, "{backend}"),
+            m => write!(f, "{backend} (micro-batch {m})"),
+        }
+    }
+}
+
+/// `trainer check-step`: the same batch of `batch` images of `preset` (seed `seed`) on `tested`
+/// and on `reference`, compared. `Err` when a backend cannot run here.
+pub fn check_step(
+    preset: &Preset,
+    batch: usize,
+    seed: u64,
+    tested: Side,
+    reference: Side,
+) -> Result<StepComparison, String> {
+    let side = |micro| CheckSide {
+        preset,
+        batch,
+        micro,
+        seed,
+    };
+    let a = run_on(tested.backend, side(tested.micro))?;
+    let b = run_on(reference.backend, side(reference.micro))?;
+    Ok(compare(&a, &b))
+}
+
+impl StepComparison {
+    /// What `trainer check-step` prints: losses, gradient norms and the `top` worst parameters.
+    pub fn table(&self, title: &str, sides: [Side; 2], top: usize) -> String {
+        let [a, r] = sides;
+        let mut out = format!(
+            "{title}: loss {:.6e} on {a}, {:.6e} on {r}; gradient norm {:.6e} vs {:.6e}\n",
+            self.loss[0], self.loss[1], self.grad_norm[0], self.grad_norm[1]
+        );
+        out += &format!(
+            "{:<48} {:>12} {:>12}\n",
+            "parameter", "rel. error", "|grad| ref"
+        );
+        for p in self.params.iter().take(top) {
+            out += &format!(
+                "{:<48} {:>12.3e} {:>12.3e}\n",
+                p.name, p.relative, p.reference_norm
+            );
+        }
+        out
     }
 }
 

@@ -1,5 +1,6 @@
 //! Checkpoints: model, EMA, optimizer state and the run's position (step, RNG, data order),
 //! written to a temporary folder and renamed into place, so a killed run never leaves a half one.
+//! Where they live is [`RunDir`]'s business.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use dit_web::Dit;
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::LoaderState;
+use crate::run_dir::{RunDir, RunError};
 
 /// Everything besides tensors that a resumed run needs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -33,8 +35,8 @@ pub enum CheckpointError {
     },
     #[error("{path}: {reason}")]
     Record { path: PathBuf, reason: String },
-    #[error("no checkpoint in {0} (expected a `latest` file written by `trainer train`)")]
-    NoCheckpoint(PathBuf),
+    #[error(transparent)]
+    Run(#[from] RunError),
 }
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -48,87 +50,51 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-/// The folder of checkpoint `step`.
-pub fn step_dir(run: &Path, step: u64) -> PathBuf {
-    run.join("checkpoints").join(format!("step-{step:08}"))
-}
-
-/// Writes a checkpoint atomically and points `latest` at it. Keeps checkpoints whose step is a
-/// multiple of `keep_every` (and the newest); deletes the others.
+/// Writes a checkpoint whole or not at all ([`dit_web::atomic`]) and points `latest` at it.
+/// Keeps checkpoints whose step is a multiple of `keep_every` (and the newest); deletes the others.
 pub fn save<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
-    run: &Path,
+    run: &RunDir,
     model: &Dit<B>,
     ema: &Dit<B::InnerBackend>,
     optim: &O,
     state: &RunState,
     keep_every: u64,
 ) -> Result<PathBuf, CheckpointError> {
-    let dir = step_dir(run, state.step);
-    let tmp = dir.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let record_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: burn::record::RecorderError| CheckpointError::Record {
-            path,
-            reason: e.to_string(),
-        }
-    };
-    model
-        .clone()
-        .save_file(tmp.join("model"), &recorder())
-        .map_err(record_err(&tmp))?;
-    ema.clone()
-        .save_file(tmp.join("ema"), &recorder())
-        .map_err(record_err(&tmp))?;
-    Recorder::<B>::record(&recorder(), optim.to_record(), tmp.join("optimizer"))
-        .map_err(record_err(&tmp))?;
-    let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    std::fs::write(tmp.join("state.json"), json).map_err(io(&tmp))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
-
-    let latest = run.join("checkpoints").join("latest");
-    let latest_tmp = latest.with_extension("tmp");
-    std::fs::write(
-        &latest_tmp,
-        dir.file_name().unwrap().to_string_lossy().as_bytes(),
-    )
-    .map_err(io(&latest_tmp))?;
-    std::fs::rename(&latest_tmp, &latest).map_err(io(&latest))?;
+    let dir = run.checkpoint(state.step);
+    std::fs::create_dir_all(run.checkpoints()).map_err(io(&dir))?;
+    // Errors inside already name the file; the folder is what the user needs to see.
+    dit_web::atomic::create(&dir, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+        std::fs::create_dir(tmp)?;
+        model.clone().save_file(tmp.join("model"), &recorder())?;
+        ema.clone().save_file(tmp.join("ema"), &recorder())?;
+        Recorder::<B>::record(&recorder(), optim.to_record(), tmp.join("optimizer"))?;
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        std::fs::write(tmp.join("state.json"), json)?;
+        Ok(())
+    })
+    .map_err(|e| CheckpointError::Record {
+        path: dir.clone(),
+        reason: format!("writing the checkpoint: {e}"),
+    })?;
+    let latest = run.latest_file();
+    let name = dir.file_name().expect("a checkpoint folder has a name");
+    dit_web::atomic::write(&latest, name.as_encoded_bytes()).map_err(io(&latest))?;
     prune(run, state.step, keep_every)?;
     Ok(dir)
 }
 
 /// Removes checkpoints that are neither the newest nor on the `keep_every` grid.
-fn prune(run: &Path, newest: u64, keep_every: u64) -> Result<(), CheckpointError> {
-    let folder = run.join("checkpoints");
+fn prune(run: &RunDir, newest: u64, keep_every: u64) -> Result<(), CheckpointError> {
+    let folder = run.checkpoints();
     for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
         let path = entry.map_err(io(&folder))?.path();
-        let step = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("step-"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(step) = step {
+        if let Some(step) = RunDir::checkpoint_step(&path) {
             if step != newest && (keep_every == 0 || !step.is_multiple_of(keep_every)) {
                 std::fs::remove_dir_all(&path).map_err(io(&path))?;
             }
         }
     }
     Ok(())
-}
-
-/// The folder `latest` points at.
-pub fn latest(run: &Path) -> Result<PathBuf, CheckpointError> {
-    let latest = run.join("checkpoints").join("latest");
-    let name = std::fs::read_to_string(&latest)
-        .map_err(|_| CheckpointError::NoCheckpoint(run.to_path_buf()))?;
-    Ok(run.join("checkpoints").join(name.trim()))
 }
 
 pub fn load_state(dir: &Path) -> Result<RunState, CheckpointError> {

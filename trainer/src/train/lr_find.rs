@@ -102,3 +102,60 @@ pub fn suggest(points: &[LrPoint]) -> Option<f64> {
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(lr, _)| lr)
 }
+
+/// Writes `lr_find.csv` (lr, loss, smoothed) and `lr_find.png` (both curves against log10 of
+/// the rate) into `out`; returns the two paths.
+pub fn write_report(
+    out: &std::path::Path,
+    title: &str,
+    points: &[LrPoint],
+) -> Result<[std::path::PathBuf; 2], Box<dyn std::error::Error>> {
+    use crate::report::plot::{line_plot, Series};
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut csv = String::from("lr,loss,smoothed\n");
+    for p in points {
+        csv.push_str(&format!("{},{},{}\n", p.lr, p.loss, p.smoothed));
+    }
+    let (csv_path, png_path) = (out.join("lr_find.csv"), out.join("lr_find.png"));
+    dit_web::atomic::write(&csv_path, csv.as_bytes())
+        .map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let curve = |f: fn(&LrPoint) -> f64| points.iter().map(|p| (p.lr.log10(), f(p))).collect();
+    line_plot(
+        &png_path,
+        title,
+        "log10(learning rate)",
+        "loss",
+        &[
+            Series {
+                label: "loss",
+                points: curve(|p| p.loss),
+            },
+            Series {
+                label: "smoothed",
+                points: curve(|p| p.smoothed),
+            },
+        ],
+    )?;
+    Ok([csv_path, png_path])
+}
+
+/// `trainer lr-find`: [`lr_find`] on the CPU over the MNIST training digits in `data`.
+pub fn lr_find_on(
+    preset: &Preset,
+    config: &LrFindConfig,
+    data: &std::path::Path,
+    on_point: impl FnMut(&LrPoint),
+) -> Result<Vec<LrPoint>, Box<dyn std::error::Error>> {
+    use crate::data::mnist::{Mnist, Split};
+    if preset.dataset != "mnist" {
+        return Err("the LR finder reads MNIST only in this build".into());
+    }
+    let data = Mnist::load(data, Split::Train)?;
+    Ok(lr_find::<burn::backend::Autodiff<crate::Cpu>, _>(
+        preset,
+        config,
+        &data,
+        &Default::default(),
+        on_point,
+    ))
+}

@@ -15,19 +15,19 @@ use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
-use dit_web::{Dit, DitConfig, Preset};
+use dit_web::{Dit, Preset};
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::{Batches, Loader, LoaderState, Prefetcher};
 use crate::data::Dataset;
 use crate::report::metrics::{Metrics, MetricsRow};
+use crate::run_dir::{RunConfig, RunDir, RunError};
 use checkpoint::RunState;
 use lr::LrSchedule;
 
-/// Everything that defines a run; saved as `run.json` in the run folder.
+/// How a run trains (what it trains is the rest of [`RunConfig`], saved with it as `run.json`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    pub preset: String,
     pub steps: u64,
     pub batch_size: usize,
     /// Images per forward/backward pass; gradients of the passes add up to the whole batch's
@@ -49,9 +49,33 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The network this run trains: the preset's, with the run's label dropout.
-    pub fn model_config(&self, preset: &Preset) -> DitConfig {
-        preset.model.clone().with_class_dropout(self.label_dropout)
+    /// The settings a run of `preset` starts from: the reference's for its dataset (MNIST: 20,000
+    /// steps of 64 at 1e-3 after 100 warmup steps; CelebA: 100,000 of 112 at 1e-4 after 200),
+    /// cosine decay, EMA 0.9999, the preset's label dropout, checkpoints every 500 steps (kept
+    /// every 5,000), sample grids every 1,000.
+    pub fn defaults(preset: &Preset) -> Self {
+        let mnist = preset.dataset == "mnist";
+        let steps = if mnist { 20_000 } else { 100_000 };
+        Self {
+            steps,
+            batch_size: if mnist { 64 } else { 112 },
+            micro_batch: 0,
+            lr: LrSchedule {
+                max_lr: if mnist { 1e-3 } else { 1e-4 },
+                warmup: if mnist { 100 } else { 200 },
+                total: steps,
+                decay: lr::Decay::Cosine,
+            },
+            ema_decay: 0.9999,
+            ema_warmup: false,
+            label_dropout: preset.model.class_dropout,
+            grad_clip: None,
+            seed: 0,
+            checkpoint_every: 500,
+            keep_every: 5000,
+            sample_every: 1000,
+            spike_factor: 10.0,
+        }
     }
 }
 
@@ -59,6 +83,8 @@ impl TrainConfig {
 pub enum TrainError {
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("{0}")]
     Config(String),
     #[error("loss became {loss} at step {step}; stopped. The last good checkpoint is {last_good}")]
@@ -86,23 +112,24 @@ pub struct TrainOutcome {
     pub skipped: (u64, Vec<String>),
 }
 
-/// Trains `preset` on `data` into the run folder `run`, resuming from its latest checkpoint when
-/// `resume` is set. `on_step` sees each step's metrics (for a progress bar).
+/// Trains `run_config`'s network on `data` into the folder `run`, resuming from its latest
+/// checkpoint when `resume` is set (the folder's `run.json` must then describe the same network).
+/// `on_step` sees each step's metrics (for a progress bar).
 pub fn train<B: AutodiffBackend, D: Dataset>(
-    preset: &Preset,
-    config: &TrainConfig,
+    run_config: &RunConfig,
     data: &D,
-    run: &Path,
+    run: &RunDir,
     resume: bool,
     device: &B::Device,
     mut on_step: impl FnMut(&MetricsRow),
 ) -> Result<TrainOutcome, TrainError> {
-    let model_config = config.model_config(preset);
+    let config = &run_config.train;
+    let model_config = &run_config.model;
     if data.image_len() != model_config.image_len() {
         return Err(TrainError::Config(format!(
             "the data has {} values per image, the preset `{}` expects {}",
             data.image_len(),
-            preset.name,
+            run_config.preset,
             model_config.image_len()
         )));
     }
@@ -117,8 +144,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
     };
-    std::fs::create_dir_all(run).map_err(io(run))?;
-    let schedule = NoiseSchedule::new(&preset.schedule);
+    let schedule = NoiseSchedule::new(&run_config.schedule);
 
     let mut model: Dit<B> =
         crate::backend::seeded::<B, _>(device, config.seed, || model_config.init(device));
@@ -136,19 +162,25 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         last_loss: None,
     };
     if resume {
-        if let Ok(dir) = checkpoint::latest(run) {
+        if let Ok(dir) = run.latest_checkpoint() {
+            let saved = run.read_config()?;
+            if saved.model != run_config.model || saved.schedule != run_config.schedule {
+                return Err(TrainError::Config(format!(
+                    "{} trains another network or schedule ({}); resume it with the same \
+                     preset and label dropout, or train into a new folder",
+                    run.root().display(),
+                    run.config_file().display()
+                )));
+            }
             state = checkpoint::load_state(&dir)?;
             model = checkpoint::load_weights(&dir, "model", model, device)?;
             ema = checkpoint::load_weights(&dir, "ema", ema, device)?;
             optim = checkpoint::load_optimizer(&dir, optim, device)?;
         }
     }
-    std::fs::write(
-        run.join("run.json"),
-        serde_json::to_vec_pretty(config).expect("config serializes"),
-    )
-    .map_err(io(run))?;
-    let mut metrics = Metrics::open(&run.join("metrics.jsonl")).map_err(io(run))?;
+    run.write_config(run_config)?;
+    let metrics_file = run.metrics_file();
+    let mut metrics = Metrics::open(&metrics_file).map_err(io(&metrics_file))?;
 
     let mut rng = NoiseRng::from_state(&state.rng);
     let n = config.batch_size;
@@ -157,7 +189,8 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         let mut loader = Prefetcher::spawn(scope, Loader::resume(data, state.loader), n, 2);
         let mut losses = Vec::new();
         let mut average: Option<f64> = state.last_loss;
-        let mut last_good = checkpoint::latest(run)
+        let mut last_good = run
+            .latest_checkpoint()
             .map(|d| d.display().to_string())
             .unwrap_or_else(|_| "none (no checkpoint yet)".into());
 
@@ -168,7 +201,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 &mut loader,
                 &mut rng,
                 &schedule,
-                &model_config,
+                model_config,
                 n,
                 config.label_dropout,
                 device,
@@ -207,7 +240,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 grad_norm,
                 images_per_sec: n as f64 / started.elapsed().as_secs_f64(),
             };
-            metrics.append(&row).map_err(io(run))?;
+            metrics.append(&row).map_err(io(&metrics_file))?;
             on_step(&row);
 
             let at_end = state.step == config.steps;
@@ -217,7 +250,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                     &ema,
                     &schedule,
                     2,
-                    &crate::report::samples::grid_path(run, state.step),
+                    &run.sample_grid(state.step),
                 )?;
                 // Pictures for people; a failure to draw one must not stop the run.
                 if let Err(e) = crate::report::refresh(run) {
@@ -241,4 +274,70 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             skipped: (count, reasons.to_vec()),
         })
     })
+}
+
+/// [`train`] on the backend the user chose, on the dataset `config` names, read from `data`
+/// (MNIST: the four IDX files; CelebA: the official layout). Datasets load before the backend
+/// starts, so a wrong folder fails fast.
+pub fn train_on(
+    backend: crate::backend::BackendChoice,
+    config: &RunConfig,
+    data: &Path,
+    run: &RunDir,
+    resume: bool,
+    on_step: impl FnMut(&MetricsRow),
+) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
+    use crate::backend::run_on;
+    use crate::data::celeba::{CelebA, Partition};
+    use crate::data::mnist::{Mnist, Split};
+
+    struct Task<'a, D, F> {
+        config: &'a RunConfig,
+        data: &'a D,
+        run: &'a RunDir,
+        resume: bool,
+        on_step: F,
+    }
+    impl<D: Dataset, F: FnMut(&MetricsRow)> crate::backend::OnBackend for Task<'_, D, F> {
+        type Output = Result<TrainOutcome, TrainError>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            train::<B, D>(
+                self.config,
+                self.data,
+                self.run,
+                self.resume,
+                &device,
+                self.on_step,
+            )
+        }
+    }
+    fn go<D: Dataset>(
+        backend: crate::backend::BackendChoice,
+        task: Task<'_, D, impl FnMut(&MetricsRow)>,
+    ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
+        Ok(run_on(backend, task)??)
+    }
+    match config.dataset.as_str() {
+        "mnist" => go(
+            backend,
+            Task {
+                config,
+                data: &Mnist::load(data, Split::Train)?,
+                run,
+                resume,
+                on_step,
+            },
+        ),
+        "celeba" => go(
+            backend,
+            Task {
+                config,
+                data: &CelebA::load(data, Partition::Train)?,
+                run,
+                resume,
+                on_step,
+            },
+        ),
+        other => Err(format!("no loader for the dataset `{other}`").into()),
+    }
 }
