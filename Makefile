@@ -64,7 +64,8 @@ demo: pkg
 
 # wasm-pack writes pkg/ (www/pkg links to it). It would download binaryen and wasm-bindgen when
 # missing, which an offline machine cannot: setup-wasm installs them from crates.io and npm instead.
-# The wasm-test build (make test) is also the wasm lint.
+# The wasm-test build (make test) is also the wasm lint. wasm-pack only drives cargo and
+# wasm-bindgen, so an unoptimised build of it (minutes less to install) is as good.
 WASM_PROFILE ?= wasm-release
 pkg: setup-wasm
 	$(if $(filter wasm-test,$(WASM_PROFILE)),$(LINTED)) wasm-pack build --target web --profile $(WASM_PROFILE) --no-opt --mode no-install
@@ -78,7 +79,7 @@ pkg: setup-wasm
 
 setup-wasm:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@command -v wasm-pack >/dev/null || $(CARGO) install wasm-pack --locked
+	@command -v wasm-pack >/dev/null || $(CARGO) install wasm-pack --locked --debug
 	@wasm-bindgen --version 2>/dev/null | grep -qF "$(WASM_BINDGEN_VERSION)" || \
 		$(CARGO) install wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)"
 	@test -x tools/node_modules/.bin/wasm-opt || (cd tools && npm ci --no-audit --no-fund)
