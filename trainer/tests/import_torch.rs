@@ -283,3 +283,237 @@ fn missing_extra_and_misshapen_tensors_are_clear_errors() {
         assert!(e.contains(part), "{e}");
     }
 }
+
+/// A pickle writer for the opcodes `torch.save(..., pickle_protocol=4)` emits: enough to write a
+/// checkpoint the way PyTorch does without PyTorch.
+#[derive(Default)]
+struct Pickle(Vec<u8>);
+
+impl Pickle {
+    fn op(&mut self, op: u8) -> &mut Self {
+        self.0.push(op);
+        self
+    }
+    /// SHORT_BINUNICODE + MEMOIZE, as protocol 4 writes every string.
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.op(0x8c).op(s.len() as u8);
+        self.0.extend_from_slice(s.as_bytes());
+        self.op(0x94)
+    }
+    /// BININT
+    fn int(&mut self, i: i32) -> &mut Self {
+        self.op(b'J');
+        self.0.extend_from_slice(&i.to_le_bytes());
+        self
+    }
+    /// BINFLOAT (big-endian, as pickle has it)
+    fn float(&mut self, f: f64) -> &mut Self {
+        self.op(b'G');
+        self.0.extend_from_slice(&f.to_be_bytes());
+        self
+    }
+    /// STACK_GLOBAL + MEMOIZE
+    fn global(&mut self, module: &str, name: &str) -> &mut Self {
+        self.str(module).str(name).op(0x93).op(0x94)
+    }
+    fn tuple_of_ints(&mut self, items: &[usize]) -> &mut Self {
+        self.op(b'(');
+        for &i in items {
+            self.int(i as i32);
+        }
+        self.op(b't').op(0x94)
+    }
+    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`,
+    /// the storage a persistent id `('storage', FloatStorage, key, 'cpu', numel)`.
+    fn tensor(
+        &mut self,
+        key: &str,
+        numel: usize,
+        offset: usize,
+        shape: &[usize],
+        stride: &[usize],
+    ) {
+        self.global("torch._utils", "_rebuild_tensor_v2").op(b'(');
+        self.op(b'(')
+            .str("storage")
+            .global("torch", "FloatStorage")
+            .str(key)
+            .str("cpu");
+        self.int(numel as i32).op(b't').op(0x94).op(b'Q');
+        self.int(offset as i32)
+            .tuple_of_ints(shape)
+            .tuple_of_ints(stride)
+            .op(0x89);
+        self.global("collections", "OrderedDict")
+            .op(b')')
+            .op(b'R')
+            .op(0x94);
+        self.op(b't').op(0x94).op(b'R').op(0x94);
+    }
+    /// PROTO 4 and one FRAME around everything, as the pickler writes a small file.
+    fn finish(&mut self) -> Vec<u8> {
+        self.op(b'.');
+        let mut out = vec![0x80, 4, 0x95];
+        out.extend_from_slice(&(self.0.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.0);
+        out
+    }
+}
+
+/// The fixture's `ema_state`, `model_args` and `step` saved again with protocol 4, each 2-D weight
+/// stored transposed and viewed through strides (what saving `w.t()` without `.contiguous()`
+/// gives), and every bias placed at an offset after the end of another tensor in a shared storage.
+fn resaved_protocol_4() -> Vec<u8> {
+    use std::io::Write;
+    let ckpt = Checkpoint::open(&fixture("tiny_dit.pt")).unwrap();
+    let state = ckpt.state_dict("ema_state").unwrap();
+    let mut storages: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut p = Pickle::default();
+    p.op(b'}').op(0x94).op(b'(').str("ema_state");
+    p.global("collections", "OrderedDict")
+        .op(b')')
+        .op(b'R')
+        .op(0x94)
+        .op(b'(');
+    let mut shared: Vec<f32> = Vec::new();
+    for (name, t) in &state {
+        let values = ckpt.read_f32(name, t).unwrap();
+        p.str(name);
+        if t.shape.len() == 2 {
+            // Store w^T contiguously; w is the view with strides [1, rows].
+            let (rows, cols) = (t.shape[0], t.shape[1]);
+            let transposed: Vec<f32> = (0..cols)
+                .flat_map(|c| (0..rows).map(move |r| (r, c)))
+                .map(|(r, c)| values[r * cols + c])
+                .collect();
+            let key = storages.len().to_string();
+            p.tensor(&key, rows * cols, 0, &t.shape, &[1, rows]);
+            storages.push((key, transposed));
+        } else if t.shape.len() == 1 {
+            p.tensor("shared", 0, shared.len(), &t.shape, &[1]);
+            shared.extend_from_slice(&values);
+        } else {
+            let key = storages.len().to_string();
+            let mut stride = vec![1; t.shape.len()];
+            for i in (0..t.shape.len() - 1).rev() {
+                stride[i] = stride[i + 1] * t.shape[i + 1];
+            }
+            p.tensor(&key, values.len(), 0, &t.shape, &stride);
+            storages.push((key, values));
+        }
+    }
+    p.op(b'u');
+    p.str("model_args").op(b'}').op(0x94).op(b'(');
+    for (key, value) in [("num_heads", 2), ("num_classes", 3), ("num_timesteps", 400)] {
+        p.str(key).int(value);
+    }
+    p.str("cfg_dropout_rate").float(0.1).op(b'u');
+    p.str("step").int(ckpt.step().unwrap() as i32).op(b'u');
+    let mut pickle = p.finish();
+    // The shared storage's element count is known only now: patch the placeholder 0s. (Each
+    // `shared` persistent id is followed by BININT 0 for numel.)
+    let needle = [
+        &[0x8c, 6][..],
+        b"shared",
+        &[0x94, 0x8c, 3],
+        b"cpu",
+        &[0x94, b'J'],
+    ]
+    .concat();
+    let mut at = 0;
+    while let Some(i) = pickle[at..].windows(needle.len()).position(|w| w == needle) {
+        let n = at + i + needle.len();
+        pickle[n..n + 4].copy_from_slice(&(shared.len() as i32).to_le_bytes());
+        at = n;
+    }
+    storages.push(("shared".into(), shared));
+
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut put = |name: String, bytes: &[u8]| {
+        zip.start_file(name, stored).unwrap();
+        zip.write_all(bytes).unwrap();
+    };
+    put("resaved/data.pkl".into(), &pickle);
+    put("resaved/byteorder".into(), b"little");
+    for (key, values) in &storages {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        put(format!("resaved/data/{key}"), &bytes);
+    }
+    put("resaved/version".into(), b"3\n");
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_protocol_4_save_with_strided_and_offset_tensors_reads_the_same() {
+    let bytes = resaved_protocol_4();
+    let ckpt = Checkpoint::from_bytes(bytes).unwrap();
+    let state = ckpt.state_dict("ema_state").unwrap();
+    // The test really wrote views: transposed strides and non-zero offsets into one storage.
+    assert!(state
+        .values()
+        .any(|t| t.shape.len() == 2 && t.stride == [1, t.shape[0]]));
+    assert!(state
+        .values()
+        .any(|t| t.storage_key == "shared" && t.offset > 0));
+    let resaved = convert(&ckpt, &no_preset()).unwrap();
+    let original = import(&fixture("tiny_dit.pt"), &no_preset()).unwrap();
+    assert_eq!(resaved.file.meta, original.file.meta);
+    assert_eq!(resaved.file.tensors, original.file.tensors);
+    let diff = max_diff(resaved.file, &expected().ema_out);
+    assert!(diff < 1e-4, "max |ours - torch| = {diff}");
+}
+
+/// A checkpoint archive around `pickle`.
+fn archive(pickle: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("hostile/data.pkl", stored).unwrap();
+    zip.write_all(pickle).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn hostile_pickles_fail_fast_in_little_memory() {
+    // {"ema_state": {}, "extra": x} where x is 64 levels of (previous, previous) through the memo:
+    // 2^64 leaves if memo references were copied (burn-store 0.21's reader copies them: see the
+    // module header), a few hundred bytes here.
+    let mut p = Pickle::default();
+    p.op(b'}')
+        .op(0x94)
+        .op(b'(')
+        .str("ema_state")
+        .op(b'}')
+        .str("extra");
+    p.op(b']').op(b'q').op(1).op(b'0');
+    for _ in 0..64 {
+        p.op(b'(')
+            .op(b'h')
+            .op(1)
+            .op(b'h')
+            .op(1)
+            .op(b't')
+            .op(b'q')
+            .op(1)
+            .op(b'0');
+    }
+    p.op(b'h').op(1).op(b'u');
+    let ckpt = Checkpoint::from_bytes(archive(&p.finish())).unwrap();
+    let e = err_text(convert(&ckpt, &no_preset()).unwrap_err());
+    assert!(e.contains("missing from `ema_state`"), "{e}");
+
+    // 100,000 nested tuples: refused before the stack (or a recursive drop) could overflow.
+    let mut deep = Pickle::default();
+    deep.0.extend(std::iter::repeat_n(b'(', 100_000));
+    deep.op(b']');
+    deep.0.extend(std::iter::repeat_n(b't', 100_000));
+    let e = err_text(
+        Checkpoint::from_bytes(archive(&deep.finish()))
+            .err()
+            .unwrap(),
+    );
+    assert!(e.contains("nested deeper than"), "{e}");
+}
