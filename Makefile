@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: bench-cpu-backends bench-gpu
+.PHONY: bench-cpu-backends bench-gpu bench-first-image
 .PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
 	@echo "make bench-browser  www/bench.html in headless Chromium: ms per step per backend and batch"
 	@echo "make bench-cpu-backends  the browser's CPU fallback on burn-flex, -ndarray and -candle"
+	@echo "make bench-first-image  cold cache to the first digit on screen, per backend and model"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
 # Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
@@ -104,6 +105,11 @@ bench-browser: pkg setup-browser
 		(test -f www/bench/$$m.onnx || python3 bench/export_onnx.py www/weights/$$m.safetensors www/bench/$$m.onnx) || \
 		echo "no ONNX model for $$m (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"; done
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
+
+# Opening the page on a cold cache to the first finished digit, in headless Chromium, on both
+# backends (MODELS=, BACKENDS=, RUNS= change the sweep; see tests/browser/first-image.mjs).
+bench-first-image: pkg setup-browser
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node first-image.mjs
 
 # The browser's CPU fallback built on each of burn's CPU backends (burn-flex ships in pkg/; ndarray
 # and candle are built into www/bench/pkg-*), measured in one headless run with the same weights.
