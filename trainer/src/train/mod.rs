@@ -313,31 +313,30 @@ pub fn train_on(
     }
     fn go<D: Dataset>(
         backend: crate::backend::BackendChoice,
-        task: Task<'_, D, impl FnMut(&MetricsRow)>,
+        config: &RunConfig,
+        data: &D,
+        run: &RunDir,
+        resume: bool,
+        on_step: impl FnMut(&MetricsRow),
     ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
+        let task = Task {
+            config,
+            data,
+            run,
+            resume,
+            on_step,
+        };
         Ok(run_on(backend, task)??)
     }
     match config.dataset.as_str() {
-        "mnist" => go(
-            backend,
-            Task {
-                config,
-                data: &Mnist::load(data, Split::Train)?,
-                run,
-                resume,
-                on_step,
-            },
-        ),
-        "celeba" => go(
-            backend,
-            Task {
-                config,
-                data: &CelebA::load(data, Partition::Train)?,
-                run,
-                resume,
-                on_step,
-            },
-        ),
+        "mnist" => {
+            let mnist = Mnist::load(data, Split::Train)?;
+            go(backend, config, &mnist, run, resume, on_step)
+        }
+        "celeba" => {
+            let celeba = CelebA::load(data, Partition::Train)?;
+            go(backend, config, &celeba, run, resume, on_step)
+        }
         other => Err(format!("no loader for the dataset `{other}`").into()),
     }
 }
