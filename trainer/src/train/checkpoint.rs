@@ -61,8 +61,9 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     keep_every: u64,
 ) -> Result<PathBuf, CheckpointError> {
     let dir = run.checkpoint(state.step);
-    std::fs::create_dir_all(run.checkpoints()).map_err(io(&dir))?;
-    // Errors inside already name the file; the folder is what the user needs to see.
+    let folder = run.checkpoints();
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    // Whatever fails inside is reported against the checkpoint being written.
     dit_web::atomic::create(&dir, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir(tmp)?;
         model.clone().save_file(tmp.join("model"), &recorder())?;
