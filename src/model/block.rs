@@ -1,6 +1,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::{gelu, gelu_approximate, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::Attention;
@@ -14,7 +14,7 @@ pub struct Mlp<B: Backend> {
     pub fc1: Linear<B>,
     pub fc2: Linear<B>,
     #[module(skip)]
-    flavour: Flavour,
+    activation: super::Activation,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -23,17 +23,12 @@ impl<B: Backend> Mlp<B> {
         Self {
             fc1: xavier_linear(d, h, device),
             fc2: xavier_linear(h, d, device),
-            flavour: config.flavour,
+            activation: super::Activation::for_mlp(config.flavour),
         }
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = self.fc1.forward(x);
-        let h = match self.flavour {
-            Flavour::Paper => gelu_approximate(h),
-            Flavour::Seed => gelu(h),
-        };
-        self.fc2.forward(h)
+        self.fc2.forward(self.activation.apply(self.fc1.forward(x)))
     }
 }
 
@@ -46,10 +41,12 @@ pub struct DitBlock<B: Backend> {
     pub adaln_modulation: Option<Linear<B>>,
     /// The extra cross-attention layer of the `cross-attn` design.
     pub cross_attn: Option<Attention<B>>,
+    /// Whether the adaLN regression has gates (adaLN-Zero) besides shift and scale.
     #[module(skip)]
-    conditioning: Conditioning,
+    gates: bool,
+    /// Chunk positions of (shift, scale) within each branch's part of the regression.
     #[module(skip)]
-    flavour: Flavour,
+    positions: (usize, usize),
 }
 
 /// Per-sample modulation of one block, each `[B, d]`.
@@ -74,8 +71,8 @@ impl<B: Backend> DitBlock<B> {
             adaln_modulation: adaln_chunks.map(|k| zero_linear(d, k * d, device)),
             cross_attn: (config.conditioning == Conditioning::CrossAttn)
                 .then(|| Attention::new(d, config.num_heads, false, device)),
-            conditioning: config.conditioning,
-            flavour: config.flavour,
+            gates: config.conditioning == Conditioning::AdalnZero,
+            positions: super::shift_scale_positions(config.flavour),
         }
     }
 
@@ -119,19 +116,14 @@ impl<B: Backend> DitBlock<B> {
 
     /// Splits the adaLN regression output `[B, k d]` into named parts, in the flavour's order.
     fn modulation(&self, out: Tensor<B, 2>) -> Modulation<B> {
-        let gates = self.conditioning == Conditioning::AdalnZero;
-        let per_branch = if gates { 3 } else { 2 };
+        let per_branch = if self.gates { 3 } else { 2 };
         let parts = out.chunk(2 * per_branch, 1);
         let pick = |branch: usize, i: usize| parts[branch * per_branch + i].clone();
-        // Seed order per branch: (scale, shift, gate); paper order: (shift, scale, gate).
-        let (shift_i, scale_i) = match self.flavour {
-            Flavour::Seed => (1, 0),
-            Flavour::Paper => (0, 1),
-        };
+        let (shift_i, scale_i) = self.positions;
         Modulation {
             shift: [pick(0, shift_i), pick(1, shift_i)],
             scale: [pick(0, scale_i), pick(1, scale_i)],
-            gate: gates.then(|| [pick(0, 2), pick(1, 2)]),
+            gate: self.gates.then(|| [pick(0, 2), pick(1, 2)]),
         }
     }
 }

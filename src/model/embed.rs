@@ -3,7 +3,6 @@
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
-use burn::tensor::activation::{selu, silu};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::config::{DitConfig, Flavour};
@@ -94,7 +93,7 @@ pub struct TimestepEmbedder<B: Backend> {
     /// `[1, half]` frequencies (a constant, not a parameter).
     freqs: Tensor<B, 2>,
     #[module(skip)]
-    flavour: Flavour,
+    activation: super::Activation,
 }
 
 impl<B: Backend> TimestepEmbedder<B> {
@@ -110,7 +109,7 @@ impl<B: Backend> TimestepEmbedder<B> {
             mlp_in: linear(2 * half, d, &init, device),
             mlp_out: linear(d, d, &init, device),
             freqs: Tensor::from_data(TensorData::new(freqs, [1, half]), device),
-            flavour: config.flavour,
+            activation: super::Activation::for_conditioning(config.flavour),
         }
     }
 
@@ -118,11 +117,7 @@ impl<B: Backend> TimestepEmbedder<B> {
     pub fn forward(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let args = t.unsqueeze_dim::<2>(1) * self.freqs.clone();
         let features = Tensor::cat(vec![args.clone().cos(), args.sin()], 1);
-        let h = self.mlp_in.forward(features);
-        let h = match self.flavour {
-            Flavour::Paper => silu(h),
-            Flavour::Seed => selu(h),
-        };
+        let h = self.activation.apply(self.mlp_in.forward(features));
         self.mlp_out.forward(h)
     }
 }

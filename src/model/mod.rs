@@ -17,3 +17,58 @@ pub use embed::{
     position_table, timestep_frequencies, LabelEmbedder, PatchEmbed, TimestepEmbedder,
 };
 pub use final_layer::FinalLayer;
+
+use burn::tensor::activation::{gelu, gelu_approximate, selu, silu};
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::config::Flavour;
+
+// What a flavour changes inside a forward pass is decided here, once, when a layer is built; the
+// layers keep the chosen activation or chunk positions and never look at the flavour again.
+
+/// A pointwise activation chosen when a layer is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activation {
+    Silu,
+    Selu,
+    Gelu,
+    /// GELU's tanh approximation.
+    GeluTanh,
+}
+
+impl Activation {
+    /// On the conditioning vector inside `t_embedder`'s MLP and before the final layer's adaLN
+    /// regression: SiLU in the paper, SELU in the seed flavour.
+    fn for_conditioning(flavour: Flavour) -> Self {
+        match flavour {
+            Flavour::Paper => Self::Silu,
+            Flavour::Seed => Self::Selu,
+        }
+    }
+
+    /// In the blocks' MLP: the tanh approximation in the paper, the exact GELU in the seed.
+    fn for_mlp(flavour: Flavour) -> Self {
+        match flavour {
+            Flavour::Paper => Self::GeluTanh,
+            Flavour::Seed => Self::Gelu,
+        }
+    }
+
+    fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Self::Silu => silu(x),
+            Self::Selu => selu(x),
+            Self::Gelu => gelu(x),
+            Self::GeluTanh => gelu_approximate(x),
+        }
+    }
+}
+
+/// Positions of (shift, scale) among each branch's chunks of an adaLN regression: the paper
+/// orders them (shift, scale, gate), the seed flavour (scale, shift, gate).
+fn shift_scale_positions(flavour: Flavour) -> (usize, usize) {
+    match flavour {
+        Flavour::Paper => (0, 1),
+        Flavour::Seed => (1, 0),
+    }
+}
