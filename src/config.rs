@@ -44,6 +44,45 @@ impl Conditioning {
         Conditioning::CrossAttn,
         Conditioning::InContext,
     ];
+
+    /// The name used in weight files, `run.json` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Conditioning::AdalnZero => "adaln-zero",
+            Conditioning::Adaln => "adaln",
+            Conditioning::CrossAttn => "cross-attn",
+            Conditioning::InContext => "in-context",
+        }
+    }
+}
+
+impl std::str::FromStr for Conditioning {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            format!("unknown conditioning `{s}` (expected adaln-zero, adaln, cross-attn or in-context)")
+        })
+    }
+}
+
+impl Flavour {
+    /// The name used in weight files, `run.json` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Seed => "seed",
+            Flavour::Paper => "paper",
+        }
+    }
+}
+
+impl std::str::FromStr for Flavour {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Flavour::Seed, Flavour::Paper]
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown flavour `{s}` (expected seed or paper)"))
+    }
 }
 
 /// The network's shape. Square images only.

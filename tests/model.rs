@@ -192,3 +192,25 @@ fn invalid_configs_are_rejected_with_a_reason() {
     }
     assert!(Preset::celeba().model.validate().is_ok());
 }
+
+#[test]
+fn conditioning_and_flavour_names_are_the_ones_files_store() {
+    for conditioning in Conditioning::ALL {
+        let stored = serde_json::to_value(conditioning).unwrap();
+        assert_eq!(stored, conditioning.name(), "{conditioning:?}");
+        assert_eq!(
+            conditioning.name().parse::<Conditioning>(),
+            Ok(conditioning)
+        );
+    }
+    for flavour in [Flavour::Seed, Flavour::Paper] {
+        assert_eq!(serde_json::to_value(flavour).unwrap(), flavour.name());
+        assert_eq!(flavour.name().parse::<Flavour>(), Ok(flavour));
+    }
+    let unknown = "film".parse::<Conditioning>().unwrap_err();
+    assert!(
+        unknown.contains("adaln-zero, adaln, cross-attn or in-context"),
+        "{unknown}"
+    );
+    assert!("Paper".parse::<Flavour>().is_err());
+}

@@ -88,6 +88,8 @@ async function selectModel(name, labels, keepGuidance = false) {
     `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
       `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
       `trained ${meta.step.toLocaleString()} steps`,
+    // The block design and flavour the file was trained with (README: conditioning).
+    `${meta.model.conditioning} conditioning${meta.model.flavour === "paper" ? ", paper flavour" : ""}`,
     card.quality, card.speed,
   ].filter(Boolean).join(" · ");
   if (card.guidance && !keepGuidance) ui.cfg.value = String(card.guidance);

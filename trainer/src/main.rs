@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use dit_web::diffusion::{SamplerConfig, SamplerKind};
 use dit_web::weights::Quantization;
-use dit_web::Preset;
+use dit_web::{Conditioning, Flavour, Preset};
 use indicatif::{ProgressBar, ProgressStyle};
 use trainer::backend::BackendChoice;
 use trainer::run_dir::{RunConfig, RunDir};
@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a preset on a dataset into a run folder (checkpoints, metrics.jsonl, run.json).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate one PNG per label (NNNN_label-<name>.png) plus grid.png.
     Generate(GenerateArgs),
     /// Write a run's weights as the weight file the page loads.
@@ -99,6 +99,8 @@ struct BenchArgs {
     /// Model preset: mnist, mnist-cpu or celeba.
     #[arg(long, default_value = "mnist")]
     preset: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
     /// Images per optimizer step, or images sampled at once with --sample.
@@ -154,6 +156,8 @@ struct TrainArgs {
     /// Model preset: mnist, mnist-cpu or celeba.
     #[arg(long, default_value = "mnist-cpu")]
     preset: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Dataset folder (MNIST: the four IDX files, gzipped or not; CelebA: the official layout).
     #[arg(long)]
     data: PathBuf,
@@ -211,6 +215,55 @@ struct TrainArgs {
     /// Continue from the run folder's latest checkpoint.
     #[arg(long)]
     resume: bool,
+}
+
+/// Changes to the preset's network; run.json and the exported weight file record the result.
+#[derive(Args)]
+struct NetworkArgs {
+    /// How t and y reach the blocks (the paper's Figure 5 designs): adaln-zero (the preset's),
+    /// adaln, cross-attn or in-context.
+    #[arg(long, value_parser = parse_conditioning)]
+    conditioning: Option<Conditioning>,
+    /// seed (the reference PyTorch DiT's details, the presets') or paper (the official DiT
+    /// models.py: 2-D position table, SiLU, tanh GELU, fused qkv).
+    #[arg(long, value_parser = parse_flavour)]
+    flavour: Option<Flavour>,
+    /// Token width d (a multiple of 4 and of --num-heads).
+    #[arg(long)]
+    hidden_size: Option<usize>,
+    /// Transformer blocks.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    num_heads: Option<usize>,
+    /// Side of a square patch (divides the image side).
+    #[arg(long)]
+    patch_size: Option<usize>,
+}
+
+impl NetworkArgs {
+    /// `preset` with the flags given on top, checked.
+    fn apply(&self, mut preset: Preset) -> Result<Preset, String> {
+        let m = &mut preset.model;
+        m.conditioning = self.conditioning.unwrap_or(m.conditioning);
+        m.flavour = self.flavour.unwrap_or(m.flavour);
+        m.hidden_size = self.hidden_size.unwrap_or(m.hidden_size);
+        m.depth = self.depth.unwrap_or(m.depth);
+        m.num_heads = self.num_heads.unwrap_or(m.num_heads);
+        m.patch_size = self.patch_size.unwrap_or(m.patch_size);
+        m.validate()
+            .map_err(|e| format!("the network asked for is not valid: {e}"))?;
+        Ok(preset)
+    }
+}
+
+fn parse_conditioning(s: &str) -> Result<Conditioning, String> {
+    s.parse()
+}
+
+fn parse_flavour(s: &str) -> Result<Flavour, String> {
+    s.parse()
 }
 
 impl TrainArgs {
@@ -399,7 +452,7 @@ type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 fn run(cli: Cli) -> Result {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Generate(args) => generate(args),
         Command::Export(args) => export(args),
         Command::LrFind(args) => lr_find(args),
@@ -422,7 +475,7 @@ fn run(cli: Cli) -> Result {
         Command::Bench(args) => {
             let json = trainer::bench::bench(
                 args.backend,
-                &preset(&args.preset)?,
+                &args.network.apply(preset(&args.preset)?)?,
                 args.batch_size,
                 args.micro_batch,
                 args.sample,
@@ -465,7 +518,7 @@ fn progress_bar(len: u64, template: &str) -> ProgressBar {
 }
 
 fn train(args: TrainArgs) -> Result {
-    let preset = preset(&args.preset)?;
+    let preset = args.network.apply(preset(&args.preset)?)?;
     let config = RunConfig::new(&preset, args.config(&preset));
     let bar = progress_bar(
         config.train.steps,

@@ -161,10 +161,100 @@ fn train_resume_export_generate() {
     assert_eq!(files(&out2), ["0000_label-0.png", "grid.png"]);
 }
 
+/// The paper's other designs are a flag away, and the choice travels: run.json -> weight file.
+#[test]
+fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (data, run, out) = (
+        work.path().join("data"),
+        work.path().join("run"),
+        work.path().join("out"),
+    );
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_mnist(&data, 8);
+    let run_s = run.to_str().unwrap();
+    ok(trainer(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--run",
+        run_s,
+        "--conditioning",
+        "cross-attn",
+        "--flavour",
+        "paper",
+        "--hidden-size",
+        "32",
+        "--depth",
+        "2",
+        "--num-heads",
+        "2",
+        "--patch-size",
+        "7",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--sample-every",
+        "0",
+    ]));
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let model = &run_json["model"];
+    assert_eq!(
+        (
+            &model["conditioning"],
+            &model["flavour"],
+            &model["hidden_size"],
+            &model["depth"],
+            &model["num_heads"],
+            &model["patch_size"],
+        ),
+        (
+            &"cross-attn".into(),
+            &"paper".into(),
+            &32.into(),
+            &2.into(),
+            &2.into(),
+            &7.into()
+        )
+    );
+
+    let weights = work.path().join("variant.safetensors");
+    let weights_s = weights.to_str().unwrap();
+    ok(trainer(&[
+        "export", "--run", run_s, "--quant", "int8", "--out", weights_s,
+    ]));
+    let file = dit_web::weights::WeightFile::from_bytes(&std::fs::read(&weights).unwrap()).unwrap();
+    let expected = dit_web::DitConfig {
+        conditioning: dit_web::Conditioning::CrossAttn,
+        flavour: dit_web::Flavour::Paper,
+        hidden_size: 32,
+        depth: 2,
+        num_heads: 2,
+        patch_size: 7,
+        ..dit_web::Preset::mnist_cpu().model
+    };
+    assert_eq!(file.meta.model, expected);
+    assert!(file.tensors.keys().any(|name| name.contains("cross_attn")));
+    ok(trainer(&[
+        "generate",
+        "--weights",
+        weights_s,
+        "--labels",
+        "5",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(files(&out), ["0000_label-5.png", "grid.png"]);
+}
+
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -196,6 +286,30 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
             "run folder",
         ),
         (&["generate", "--labels", "1"], "--weights"),
+        (
+            &[
+                "train",
+                "--conditioning",
+                "film",
+                "--data",
+                ".",
+                "--run",
+                "/tmp/x",
+            ],
+            "unknown conditioning `film` (expected adaln-zero, adaln, cross-attn or in-context)",
+        ),
+        (
+            &[
+                "train",
+                "--num-heads",
+                "5",
+                "--data",
+                ".",
+                "--run",
+                "/tmp/x",
+            ],
+            "the network asked for is not valid: hidden_size 192 is not divisible by num_heads 5",
+        ),
         (
             &[
                 "generate",
