@@ -136,5 +136,8 @@ pub fn bench(
     json["kind"] = if sample { "sample" } else { "train" }.into();
     json["backend"] = format!("{backend:?}").to_lowercase().into();
     json["micro_batch"] = micro.into();
+    // The network as timed: flags may have changed the preset's.
+    json["params"] = (preset.model.num_params() as u64).into();
+    json["conditioning"] = preset.model.conditioning.name().into();
     Ok(json)
 }

@@ -387,7 +387,14 @@ fn the_binary_needs_no_system_font_libraries() {
 
 #[test]
 fn bench_prints_one_json_line_per_run() {
-    for extra in [&[][..], &["--sample"][..]] {
+    let small_in_context = [
+        "--sample",
+        "--conditioning",
+        "in-context",
+        "--hidden-size",
+        "64",
+    ];
+    for extra in [&[][..], &small_in_context[..]] {
         let mut args = vec![
             "bench",
             "--preset",
@@ -412,5 +419,13 @@ fn bench_prints_one_json_line_per_run() {
         );
         assert!(json["images_per_sec"].as_f64().unwrap() > 0.0, "{json}");
         assert_eq!(json["backend"], "cpu");
+        // The network as timed, flags included.
+        let mut network = dit_web::Preset::mnist_cpu().model;
+        if !extra.is_empty() {
+            network.conditioning = dit_web::Conditioning::InContext;
+            network.hidden_size = 64;
+        }
+        assert_eq!(json["params"].as_u64(), Some(network.num_params() as u64));
+        assert_eq!(json["conditioning"], network.conditioning.name());
     }
 }
