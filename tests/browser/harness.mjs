@@ -14,6 +14,8 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const WWW = join(ROOT, "www");
 /** The weight file the page serves as `model`. */
 export const weightsOf = (model) => join(WWW, `weights/${model}.safetensors`);
+/** Weight files the tests load through the page's file picker. */
+export const FIXTURES = join(ROOT, "tests/browser/fixtures");
 /** The page and `trainer generate` agree within this much per channel (2/255). */
 export const TOLERANCE = 2;
 
@@ -55,8 +57,8 @@ export async function openPage(context) {
   return { page, problems };
 }
 
-/** Runs `trainer generate` on `model`'s weights and returns its grid.png decoded. */
-export function reference({ model, labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
+/** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded. */
+export function reference({ model, weights = weightsOf(model), labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
   const out = mkdtempSync(join(tmpdir(), "dit-web-ref-"));
   try {
     // TRAINER=path/to/trainer uses a built binary instead of `cargo run`.
@@ -64,7 +66,7 @@ export function reference({ model, labels, steps, seed, sampler = "dpm++", cfg =
       ? [process.env.TRAINER, []]
       : ["cargo", ["run", "-q", "-p", "trainer", "--"]];
     const args = [
-      ...prefix, "generate", "--weights", weightsOf(model), "--labels", ...labels,
+      ...prefix, "generate", "--weights", weights, "--labels", ...labels,
       "--sampler", sampler, "--steps", String(steps), "--seed", String(seed), "--cfg", String(cfg),
       "--out", out,
     ];

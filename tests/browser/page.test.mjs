@@ -3,8 +3,9 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { join } from "node:path";
 import {
-  decodePng, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE,
+  decodePng, FIXTURES, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE,
 } from "./harness.mjs";
 
 const TIMEOUT = 240_000;
@@ -176,6 +177,37 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     assert.equal(await page.locator("#error").isHidden(), true);
     assert.ok(await canvasSpread(page) > 20, "the digits are not blank");
   });
+  test("the page loads models of the paper's other block designs and draws what trainer generate draws", async (t) => {
+    // Small models trained with `trainer train --conditioning in-context|cross-attn` (README: conditioning).
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${base}index.html`);
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    for (const design of ["in-context", "cross-attn"]) {
+      const name = `${design}.safetensors`;
+      await page.locator("#weights-file").setInputFiles(join(FIXTURES, name));
+      await page.waitForFunction((n) => document.querySelector("#model").value === n &&
+        document.body.dataset.state === "ready", name, { timeout: TIMEOUT });
+      assert.match(await page.locator("#model-info").textContent(), new RegExp(`${design} conditioning`));
+      for (const [key, value] of [["batch", "1"], ["steps", "6"], ["seed", "3"], ["cfg", "2"]]) {
+        await page.fill(`#${key}`, value);
+      }
+      await page.click("#generate");
+      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+      assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
+        await page.locator("#error").textContent());
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+      const png = decodePng(await streamToBuffer(await download.createReadStream()));
+      const labels = Array.from({ length: 10 }, (_, i) => String(i));
+      const diff = maxDifference(png, reference({
+        weights: join(FIXTURES, name), labels, steps: 6, seed: 3, cfg: 2,
+      }));
+      t.diagnostic(`${design}: max difference to trainer generate: ${diff}/255`);
+      assert.ok(diff <= TOLERANCE, `${design}: max pixel difference ${diff} > ${TOLERANCE}`);
+      assert.ok(spread(png) > 20, `${design}: the images are not blank`);
+    }
+    assert.deepEqual(problems, []);
+  });
+
   test("the page works offline after the first visit", async (t) => {
     // Its own server, so that stopping it takes the network away for real.
     const own = await startServer();
