@@ -392,7 +392,7 @@ fn bench_prints_one_json_line_per_run() {
         "--conditioning",
         "in-context",
         "--hidden-size",
-        "64",
+        "96",
     ];
     for extra in [&[][..], &small_in_context[..]] {
         let mut args = vec![
@@ -423,7 +423,7 @@ fn bench_prints_one_json_line_per_run() {
         let mut network = dit_web::Preset::mnist_cpu().model;
         if !extra.is_empty() {
             network.conditioning = dit_web::Conditioning::InContext;
-            network.hidden_size = 64;
+            network.hidden_size = 96;
         }
         assert_eq!(json["params"].as_u64(), Some(network.num_params() as u64));
         assert_eq!(json["conditioning"], network.conditioning.name());
