@@ -75,6 +75,8 @@ enum Command {
 struct LrFindArgs {
     #[arg(long, default_value = "mnist-cpu")]
     preset: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     #[arg(long)]
     data: PathBuf,
     /// Folder for lr_find.csv and lr_find.png.
@@ -124,6 +126,8 @@ struct CheckStepArgs {
     /// Model preset: mnist, mnist-cpu or celeba.
     #[arg(long, default_value = "mnist-cpu")]
     preset: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     /// The backend under test.
@@ -217,7 +221,8 @@ struct TrainArgs {
     resume: bool,
 }
 
-/// Changes to the preset's network; run.json and the exported weight file record the result.
+/// Changes to the preset's network (train, bench, lr-find, check-step); run.json and the exported
+/// weight file record the result.
 #[derive(Args)]
 struct NetworkArgs {
     /// How t and y reach the blocks (the paper's Figure 5 designs): adaln-zero (the preset's),
@@ -610,7 +615,7 @@ fn export(args: ExportArgs) -> Result {
 
 fn lr_find(args: LrFindArgs) -> Result {
     use trainer::train::lr_find::{lr_find_on, suggest, write_report, LrFindConfig};
-    let preset = preset(&args.preset)?;
+    let preset = args.network.apply(preset(&args.preset)?)?;
     let config = LrFindConfig {
         min_lr: args.min_lr,
         max_lr: args.max_lr,
@@ -723,7 +728,7 @@ fn import_torch(args: ImportTorchArgs) -> Result {
 
 fn check_step(args: CheckStepArgs) -> Result {
     use trainer::train::check::{check_step, Side};
-    let preset = preset(&args.preset)?;
+    let preset = args.network.apply(preset(&args.preset)?)?;
     let sides = [
         Side {
             backend: args.backend,

@@ -254,7 +254,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -309,6 +309,10 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
                 "/tmp/x",
             ],
             "the network asked for is not valid: hidden_size 192 is not divisible by num_heads 5",
+        ),
+        (
+            &["lr-find", "--depth", "0", "--data", ".", "--out", "/tmp/x"],
+            "the network asked for is not valid: depth must be positive",
         ),
         (
             &[
