@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn trainer(args: &[&str]) -> Output {
@@ -31,16 +31,20 @@ fn files(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A temporary folder with `images` generated MNIST digits in `data/`, and the paths of a run
+/// folder and an output folder inside it (not yet created).
+fn workspace(images: usize) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    common::write_mnist(&data, images);
+    let (run, out) = (work.path().join("run"), work.path().join("out"));
+    (work, data, run, out)
+}
+
 #[test]
 fn train_resume_export_generate() {
-    let work = tempfile::tempdir().unwrap();
-    let (data, run, out) = (
-        work.path().join("data"),
-        work.path().join("run"),
-        work.path().join("out"),
-    );
-    std::fs::create_dir_all(&data).unwrap();
-    common::write_mnist(&data, 20);
+    let (work, data, run, out) = workspace(20);
     let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
     let common = [
         "--preset",
@@ -164,14 +168,7 @@ fn train_resume_export_generate() {
 /// The paper's other designs are a flag away, and the choice travels: run.json -> weight file.
 #[test]
 fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
-    let work = tempfile::tempdir().unwrap();
-    let (data, run, out) = (
-        work.path().join("data"),
-        work.path().join("run"),
-        work.path().join("out"),
-    );
-    std::fs::create_dir_all(&data).unwrap();
-    common::write_mnist(&data, 8);
+    let (work, data, run, out) = workspace(8);
     let run_s = run.to_str().unwrap();
     ok(trainer(&[
         "train",
