@@ -470,16 +470,18 @@ impl<B: Backend> ModuleMapper<B> for Loader {
         self.path.pop();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
+        // The model's parameters are still lazy (their random initialisation has not run): the
+        // shape and device are read without running it, and a loaded tensor replaces it, so
+        // loading never draws and then throws away the model's worth of random numbers.
         if self.error.is_some() {
-            return Param::from_mapped_value(id, tensor, mapper);
+            return param;
         }
         let name = self.path.join(".");
-        let expected = tensor.dims().to_vec();
-        let tensor = match self.tensors.remove(&name) {
+        let expected = param.lazy_shape().as_slice().to_vec();
+        match self.tensors.remove(&name) {
             None => {
                 self.error = Some(WeightError::MissingTensor(name));
-                tensor
+                param
             }
             Some(t) if t.shape != expected => {
                 self.error = Some(WeightError::ShapeMismatch {
@@ -487,10 +489,14 @@ impl<B: Backend> ModuleMapper<B> for Loader {
                     expected,
                     found: t.shape,
                 });
-                tensor
+                param
             }
-            Some(t) => Tensor::from_data(TensorData::new(t.data, t.shape), &tensor.device()),
-        };
-        Param::from_mapped_value(id, tensor, mapper)
+            Some(t) => {
+                let tensor =
+                    Tensor::from_data(TensorData::new(t.data, t.shape), &param.lazy_device());
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+        }
     }
 }
