@@ -1,6 +1,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::embed::xavier_linear;
@@ -84,11 +85,18 @@ fn sliced_attention<B: Backend>(
     v: Tensor<B, 4>,
     max_score_bytes: usize,
 ) -> Tensor<B, 4> {
-    let [b, heads, n, _] = q.dims();
+    let [b, heads, n, d_head] = q.dims();
     let m = k.dims()[2];
     let per_image = heads * n * m * std::mem::size_of::<f32>();
     let slice = (max_score_bytes / per_image).max(1);
-    let attend = |q, k, v| attention(q, k, v, None, None, Default::default());
+    // In the browser the scale is given explicitly, which is the same number but keeps burn-wgpu
+    // on matmul-softmax-matmul: its flash-attention kernel declares a `u8` mask, a type WGSL does
+    // not have, so Chromium rejects the shader (and autotune would try it).
+    let options = AttentionModuleOptions {
+        scale: cfg!(target_arch = "wasm32").then(|| 1.0 / (d_head as f64).sqrt()),
+        ..Default::default()
+    };
+    let attend = |q, k, v| attention(q, k, v, None, None, options);
     if b <= slice {
         return attend(q, k, v);
     }
