@@ -132,7 +132,8 @@ impl DitSession {
 
     /// Generates one image per label. Resolves to `[{label, width, height, rgba}]` with `rgba` a
     /// `Uint8ClampedArray` ready for `new ImageData(rgba, width, height)`. `on_step`, when given,
-    /// is called after every step with `{step, total, t, preview?}` (`preview`: the current
+    /// is called after every step with `{step, total, t, timing, preview?}` (`timing`:
+    /// `{networkMs, readBackMs, updateMs}`, where the step's time went; `preview`: the current
     /// prediction of the clean images, same shape as the result, when the request asks for it).
     pub fn generate(&self, request: JsValue, on_step: Option<Function>) -> js_sys::Promise {
         // The borrow ends here: nothing holds the RefCell across an await.
@@ -189,20 +190,32 @@ async fn sample<B: Backend>(
         Denoiser::new(model, ids, config.guidance).map_err(|e: GenerateError| e.to_string())?;
     let mut sampler = Sampler::new(schedule, config, ids.len(), model.config().image_len());
     while let Some(t) = sampler.timestep() {
-        let output = denoiser
-            .forward(sampler.x(), t)
+        // Where a step's time goes (`timing` in the progress object, the bench page's profile):
+        // the network call (on WebGPU: recording and submitting its kernels; on the CPU: all of
+        // its arithmetic), waiting for the output to come back, and the host's solver update.
+        let started = now_ms();
+        let output = denoiser.forward(sampler.x(), t);
+        let recorded = now_ms();
+        let output = output
             .into_data_async()
             .await
             .map_err(|e| format!("reading the network output back from the device: {e:?}"))?
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| format!("network output: {e:?}"))?;
+        let read = now_ms();
         let x0 = sampler.advance(&denoiser.eps_from_output(output));
+        let updated = now_ms();
         if let Some(callback) = on_step {
             let progress = Object::new();
             set(&progress, "step", &(sampler.steps_done() as u32).into());
             set(&progress, "total", &(sampler.num_steps() as u32).into());
             set(&progress, "t", &(t as u32).into());
+            let timing = Object::new();
+            set(&timing, "networkMs", &(recorded - started).into());
+            set(&timing, "readBackMs", &(read - recorded).into());
+            set(&timing, "updateMs", &(updated - read).into());
+            set(&progress, "timing", &timing);
             if request.preview {
                 set(
                     &progress,
@@ -238,6 +251,20 @@ fn images_to_js(images: &[image::Rgba], labels: Option<&[&str]>) -> Array {
             JsValue::from(object)
         })
         .collect()
+}
+
+/// `performance.now()` of the page or worker (0 where there is none).
+fn now_ms() -> f64 {
+    Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|performance| {
+            let now: Function = Reflect::get(&performance, &"now".into())
+                .ok()?
+                .dyn_into()
+                .ok()?;
+            now.call0(&performance).ok()?.as_f64()
+        })
+        .unwrap_or(0.0)
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) {
