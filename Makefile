@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: bench-cpu-backends bench-gpu bench-first-image
+.PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image
 .PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
 	@echo "make bench-browser  www/bench.html in headless Chromium: ms per step per backend and batch"
 	@echo "make bench-cpu-backends  the browser's CPU fallback on burn-flex, -ndarray and -candle"
+	@echo "make bench-webgpu-variants  the WebGPU backend with autotune / fusion, profiled, against ORT"
 	@echo "make bench-first-image  cold cache to the first digit on screen, per backend and model"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
@@ -98,33 +99,48 @@ bench:
 
 ORT_VERSION ?= 1.30.0
 # The ONNX side needs torch + onnx (pip) to export the same network; without them it is skipped.
-bench-browser: pkg setup-browser
+bench-browser: pkg setup-browser setup-onnx
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
+
+setup-onnx:
 	@test -d $(BROWSER_DIR)/node_modules/onnxruntime-web || \
 		(cd $(BROWSER_DIR) && npm install --no-save --no-audit --no-fund onnxruntime-web@$(ORT_VERSION))
 	@mkdir -p www/bench && for m in $$(echo $${MODELS:-mnist-cpu} | tr , ' '); do \
 		(test -f www/bench/$$m.onnx || python3 bench/export_onnx.py www/weights/$$m.safetensors www/bench/$$m.onnx) || \
 		echo "no ONNX model for $$m (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"; done
-	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node bench.mjs
 
 # Opening the page on a cold cache to the first finished digit, in headless Chromium, on both
 # backends (MODELS=, BACKENDS=, RUNS= change the sweep; see tests/browser/first-image.mjs).
 bench-first-image: pkg setup-browser
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node first-image.mjs
 
+# A wasm module built with extra cargo features into www/bench/pkg-$(1) (release profile, wasm-opt),
+# for the benchmarks that compare builds in one browser run.
+define wasm_variant
+	wasm-pack build --target web --profile wasm-release --no-opt --mode no-install \
+		--out-dir www/bench/pkg-$(1) -- --features $(2) && \
+	tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
+		--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+		--enable-mutable-globals --enable-reference-types --enable-multivalue \
+		www/bench/pkg-$(1)/dit_web_bg.wasm -o www/bench/pkg-$(1)/dit_web_bg.wasm
+endef
+
 # The browser's CPU fallback built on each of burn's CPU backends (burn-flex ships in pkg/; ndarray
 # and candle are built into www/bench/pkg-*), measured in one headless run with the same weights.
 CPU_BACKEND_VARIANTS ?= ndarray candle
 bench-cpu-backends: pkg setup-browser
-	@for v in $(CPU_BACKEND_VARIANTS); do \
-		wasm-pack build --target web --profile wasm-release --no-opt --mode no-install \
-			--out-dir www/bench/pkg-$$v -- --features web-cpu-$$v && \
-		tools/node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
-			--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-			--enable-mutable-globals --enable-reference-types --enable-multivalue \
-			www/bench/pkg-$$v/dit_web_bg.wasm -o www/bench/pkg-$$v/dit_web_bg.wasm || exit 1; \
-	done
+	@for v in $(CPU_BACKEND_VARIANTS); do $(call wasm_variant,$$v,web-cpu-$$v) || exit 1; done
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) BACKENDS=cpu ONNX=0 \
 		PKGS="pkg$$(for v in $(CPU_BACKEND_VARIANTS); do printf ',bench/pkg-%s' $$v; done)" node bench.mjs
+
+# The WebGPU backend with burn's autotune and with fusion (www/bench/pkg-gpu-*) against pkg/, with
+# onnxruntime-web and the per-step profile (PROFILE=1) in the same run; README, "Where a WebGPU
+# step's time goes".
+WEBGPU_VARIANTS ?= autotune fusion
+bench-webgpu-variants: pkg setup-browser setup-onnx
+	@for v in $(WEBGPU_VARIANTS); do $(call wasm_variant,gpu-$$v,web-gpu-$$v) || exit 1; done
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) BACKENDS=webgpu PROFILE=$${PROFILE:-1} \
+		PKGS="pkg$$(for v in $(WEBGPU_VARIANTS); do printf ',bench/pkg-gpu-%s' $$v; done)" node bench.mjs
 
 # On a GPU machine (docs/gpu.md): trainer throughput on cuda and wgpu, the step checker, sampler
 # steps, and the PyTorch reference in the same run -> $(GPU_OUT)/bench-gpu.json. Needs the

@@ -12,10 +12,15 @@ if (!/^[\w-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
 const batches = (params.get("batches") || "1,4,16").split(",").map(Number);
 const steps = Number(params.get("steps") || 6);
 const backends = (params.get("backends") || "webgpu,cpu").split(",");
+// `?profile=1`: where each step's time goes on WebGPU (bench-profile.js), in `row.profile`.
+let profiler = null;
 const log = (line) => {
   document.getElementById("log").textContent += `${line}\n`;
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** Medians of each field over a list of objects with the same numeric fields. */
+const medians = (objects) =>
+  objects.length ? Object.fromEntries(Object.keys(objects[0]).map((k) => [k, median(objects.map((o) => o[k]))])) : null;
 
 function addRow(row) {
   window.benchResults.push(row);
@@ -35,14 +40,22 @@ async function ditWeb(weights, backend) {
   for (const batch of batches) {
     const labels = Array.from({ length: batch }, (_, i) => meta.labels[i % meta.labels.length]);
     const times = [];
+    const timings = [];
+    const cuts = [];
+    profiler?.cut(); // what loading the weights did is not a step's
     let last = performance.now();
-    await session.generate({ labels, steps, seed: 0 }, () => {
+    await session.generate({ labels, steps, seed: 0 }, (p) => {
       const now = performance.now();
       times.push(now - last);
       last = now;
+      timings.push(p.timing);
+      if (profiler && backend === "webgpu") cuts.push(profiler.cut());
     });
     const ms = median(times.slice(1));
-    addRow({ engine: "dit-web", library, model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    // Steady state: every step after the first (which compiles the shaders).
+    const profile = cuts.length ? (await Promise.all(cuts)).slice(1).at(-1) : undefined;
+    addRow({ engine: "dit-web", library, model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
+      timing: medians(timings.slice(1)), profile });
     log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -65,14 +78,18 @@ async function onnx(backend) {
     const t = new ort.Tensor("float32", new Float32Array(batch).fill(200), [batch]);
     const y = new ort.Tensor("int64", new BigInt64Array(batch).fill(3n), [batch]);
     const times = [];
+    const cuts = [];
+    profiler?.cut();
     for (let i = 0; i < steps; i++) {
       const started = performance.now();
       const out = await session.run({ x, t, y });
       await out[session.outputNames[0]].getData?.();
       times.push(performance.now() - started);
+      if (profiler && backend === "webgpu") cuts.push(profiler.cut());
     }
     const ms = median(times.slice(1));
-    addRow({ engine: "onnxruntime-web", library: "ort 1.30", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0] });
+    const profile = cuts.length ? (await Promise.all(cuts)).slice(1).at(-1) : undefined;
+    addRow({ engine: "onnxruntime-web", library: "ort 1.30", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0], profile });
     log(`onnxruntime-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -81,6 +98,8 @@ async function run() {
   window.benchResults = [];
   document.body.dataset.state = "running";
   try {
+    // Before anything opens a WebGPU device.
+    if (params.get("profile") === "1") profiler = (await import("./bench-profile.js")).installProfiler();
     const module = await import(`./${pkg}/dit_web.js`);
     await module.default();
     DitSession = module.DitSession;

@@ -2,7 +2,8 @@
 // Runs www/bench.html in headless Chromium with WebGPU (SwiftShader here) and prints its table
 // as JSON: `make bench-browser` (BATCHES=1,4 STEPS=6 to change the sweep). PKGS=pkg,bench/pkg-flex
 // runs the page once per wasm module (`make bench-cpu-backends`); ONNX=0 leaves onnxruntime-web out;
-// MODELS=mnist-cpu,mnist picks the weight files (default: the small model).
+// MODELS=mnist-cpu,mnist picks the weight files (default: the small model); PROFILE=1 adds where
+// each WebGPU step's time goes (www/bench-profile.js).
 // onnxruntime-web is served from www/vendor/ (copied from node_modules) when installed.
 
 import { cpSync, existsSync } from "node:fs";
@@ -27,6 +28,7 @@ try {
       steps: process.env.STEPS || "6",
       backends: process.env.BACKENDS || "webgpu,cpu",
       onnx: process.env.ONNX || "1",
+      profile: process.env.PROFILE || "0",
     });
     await page.goto(`${base}bench.html?${query}`);
     await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, {
