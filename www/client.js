@@ -63,10 +63,10 @@ class Client {
     this.worker = new Worker(new URL("worker.js", here), { type: "module" });
     this.worker.onmessage = (event) => this.#receive(event.data);
     this.worker.onerror = (event) => this.#crash(event.message || "the worker failed to start");
+    // Resolves once the worker knows its backend (the wasm module may still be compiling).
     this.ready = this.#call({ type: "init", backend }).then((info) => {
       this.backend = info.backend;
       this.adapter = info.adapter;
-      this.maxBatch = info.maxBatch;
       return info;
     });
     return this.ready;
@@ -88,7 +88,7 @@ class Client {
         throw new Error(`unknown model "${name}"`);
       }
       const url = new URL(entry.url, here).href;
-      const loading = this.#call({ type: "load", model: name, url });
+      const loading = this.#call({ type: "load", model: name, url }).then((meta) => this.#loaded(meta));
       this.loads.set(name, loading);
       loading.catch(() => this.loads.delete(name));
     }
@@ -98,7 +98,7 @@ class Client {
   /** Loads weights from bytes (file picker, drag-and-drop) under a new model name. */
   async loadBytes(name, bytes) {
     await this.start();
-    const loading = this.#call({ type: "load", model: name, bytes }, [bytes.buffer]);
+    const loading = this.#call({ type: "load", model: name, bytes }, [bytes.buffer]).then((meta) => this.#loaded(meta));
     this.loads.set(name, loading);
     loading.catch(() => this.loads.delete(name));
     return loading;
@@ -108,6 +108,13 @@ class Client {
   async generate(model, request, onProgress) {
     await this.load(model);
     return this.#call({ type: "generate", model, request }, [], onProgress);
+  }
+
+  /** What a load tells about the worker beyond the model: the module's batch limit, the adapter. */
+  #loaded(meta) {
+    this.adapter = meta.adapter;
+    this.maxBatch = meta.maxBatch;
+    return meta;
   }
 
   #call(message, transfer = [], onProgress) {

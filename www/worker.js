@@ -7,6 +7,10 @@ const WEIGHTS_CACHE = "dit-web-weights-v1";
 
 let backend = null;
 let adapterInfo = null;
+// The wasm module's download and compilation, started by the first message and awaited only
+// where the module is needed: the weights download (and the page's choice of model) overlap it.
+let wasmReady = null;
+const wasm = () => (wasmReady ??= init());
 const sessions = new Map(); // model name -> DitSession with its weights loaded
 
 async function chooseBackend(preference) {
@@ -66,22 +70,24 @@ async function fetchWeights(model, url) {
 }
 
 const handlers = {
+  // Answers as soon as the backend is known; the module keeps compiling meanwhile.
   async init({ backend: preference }) {
     if (!backend) {
-      await init();
+      // A module that fails to load is reported by the first load or generate.
+      wasm().catch(() => {});
       backend = await chooseBackend(preference || "auto");
-      if (backend === "cpu") adapterInfo = `${cpuLibrary()}, wasm SIMD128, one thread`;
     }
-    return { backend, adapter: adapterInfo, maxBatch: maxBatch() };
+    return { backend, adapter: adapterInfo };
   },
 
   async load({ model, url, bytes }) {
-    const data = bytes ? new Uint8Array(bytes) : await fetchWeights(model, url);
+    const [data] = await Promise.all([bytes ? new Uint8Array(bytes) : fetchWeights(model, url), wasm()]);
+    if (backend === "cpu") adapterInfo = `${cpuLibrary()}, wasm SIMD128, one thread`;
     // A bad file throws in loadWeights and leaves the old session for this name untouched.
     const session = sessions.get(model) || (await newSession());
     const meta = session.loadWeights(data);
     sessions.set(model, session);
-    return { ...meta, bytes: data.length };
+    return { ...meta, bytes: data.length, adapter: adapterInfo, maxBatch: maxBatch() };
   },
 
   async generate({ id, model, request }) {
