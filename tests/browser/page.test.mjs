@@ -153,6 +153,31 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     assert.deepEqual(problems, []);
   });
 
+  test("every step reports where its time went", async () => {
+    const { page, problems } = await openPage(chrome.context);
+    await page.goto(`${base}index.html`);
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    // The page's own client (one module instance, one worker), with a progress callback.
+    const steps = await page.evaluate(async () => {
+      const { client } = await import("./client.js");
+      const seen = [];
+      await client.generate("mnist-cpu", { labels: ["1", "8"], steps: 3, seed: 4, cfg: 2 },
+        (p) => seen.push({ ...p.timing, msPerStep: p.msPerStep }));
+      return seen;
+    });
+    assert.equal(steps.length, 3);
+    for (const step of steps) {
+      for (const key of ["networkMs", "readBackMs", "updateMs"]) {
+        assert.ok(Number.isFinite(step[key]) && step[key] >= 0, `${key} = ${step[key]}`);
+      }
+      // On the CPU the network call is the arithmetic itself, and the parts fit inside the step.
+      assert.ok(step.networkMs > 0, `network call ${step.networkMs} ms`);
+      assert.ok(step.networkMs + step.readBackMs + step.updateMs <= step.msPerStep + 1,
+        `parts ${JSON.stringify(step)} exceed the step`);
+    }
+    assert.deepEqual(problems, []);
+  });
+
   test("a corrupt weight file shows an error and the page keeps working", async () => {
     const { page } = await openPage(chrome.context);
     await page.goto(`${base}index.html?labels=1&steps=3&seed=2`);
