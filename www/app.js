@@ -182,9 +182,10 @@ async function main() {
     return;
   }
   performance.mark("dit:started");
-  for (const [name, entry] of Object.entries(await catalogue)) ui.model.add(new Option(entry.title, name));
+  const known = await catalogue;
+  for (const [name, entry] of Object.entries(known)) ui.model.add(new Option(entry.title, name));
   const wanted = params.get("model");
-  const picked = defaultModel(await catalogue, client.backend);
+  const picked = defaultModel(known, client.backend);
   if (wanted && [...ui.model.options].some((o) => o.value === wanted)) {
     ui.model.value = wanted;
   } else if (picked.name) {

@@ -2,9 +2,10 @@
 // Time to first image: `make bench-first-image`. For each backend and model, a fresh Chromium
 // profile (nothing in the HTTP cache, no service worker) opens the page with `run=1` and one label,
 // as a visitor following a permalink would, and the page's own performance marks say when the
-// wasm module and backend were up (`dit:started`), the model was loaded (`dit:model-loaded`) and
-// the digit was on the canvas (`dit:first-image`), in ms from the start of navigation. The page's
-// defaults otherwise: DPM-Solver++ 20 steps, guidance from the model's card. Prints JSON.
+// worker knew its backend (`dit:started`; the wasm module may still be compiling), the model was
+// loaded (`dit:model-loaded`) and the digit was on the canvas (`dit:first-image`), in ms from the
+// start of navigation. The page's defaults otherwise: DPM-Solver++ 20 steps, guidance from the
+// model's card. Prints JSON.
 // MODELS=mnist-cpu,mnist BACKENDS=cpu,webgpu RUNS=3 change the sweep.
 
 import { launch, startServer } from "./harness.mjs";
