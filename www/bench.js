@@ -18,6 +18,12 @@ const log = (line) => {
   document.getElementById("log").textContent += `${line}\n`;
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** Starts a step's profile when profiling WebGPU (a promise, see bench-profile.js's `cut`). */
+const cutStep = (backend, cuts) => {
+  if (profiler && backend === "webgpu") cuts.push(profiler.cut());
+};
+/** The steady-state profile: the last step's, the first step (shader compilation) never. */
+const steadyProfile = async (cuts) => (cuts.length > 1 ? (await Promise.all(cuts)).at(-1) : undefined);
 /** Medians of each field over a list of objects with the same numeric fields. */
 const medians = (objects) =>
   objects.length ? Object.fromEntries(Object.keys(objects[0]).map((k) => [k, median(objects.map((o) => o[k]))])) : null;
@@ -49,13 +55,12 @@ async function ditWeb(weights, backend) {
       times.push(now - last);
       last = now;
       timings.push(p.timing);
-      if (profiler && backend === "webgpu") cuts.push(profiler.cut());
+      cutStep(backend, cuts);
     });
     const ms = median(times.slice(1));
     // Steady state: every step after the first (which compiles the shaders).
-    const profile = cuts.length ? (await Promise.all(cuts)).slice(1).at(-1) : undefined;
     addRow({ engine: "dit-web", library, model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
-      timing: medians(timings.slice(1)), profile });
+      timing: medians(timings.slice(1)), profile: await steadyProfile(cuts) });
     log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -85,11 +90,11 @@ async function onnx(backend) {
       const out = await session.run({ x, t, y });
       await out[session.outputNames[0]].getData?.();
       times.push(performance.now() - started);
-      if (profiler && backend === "webgpu") cuts.push(profiler.cut());
+      cutStep(backend, cuts);
     }
     const ms = median(times.slice(1));
-    const profile = cuts.length ? (await Promise.all(cuts)).slice(1).at(-1) : undefined;
-    addRow({ engine: "onnxruntime-web", library: "ort 1.30", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0], profile });
+    addRow({ engine: "onnxruntime-web", library: "ort 1.30", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
+      profile: await steadyProfile(cuts) });
     log(`onnxruntime-web ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }

@@ -87,10 +87,7 @@ class Client {
         this.loads.delete(name);
         throw new Error(`unknown model "${name}"`);
       }
-      const url = new URL(entry.url, here).href;
-      const loading = this.#call({ type: "load", model: name, url }).then((meta) => this.#loaded(meta));
-      this.loads.set(name, loading);
-      loading.catch(() => this.loads.delete(name));
+      this.#load(name, { url: new URL(entry.url, here).href });
     }
     return this.loads.get(name);
   }
@@ -98,10 +95,7 @@ class Client {
   /** Loads weights from bytes (file picker, drag-and-drop) under a new model name. */
   async loadBytes(name, bytes) {
     await this.start();
-    const loading = this.#call({ type: "load", model: name, bytes }, [bytes.buffer]).then((meta) => this.#loaded(meta));
-    this.loads.set(name, loading);
-    loading.catch(() => this.loads.delete(name));
-    return loading;
+    return this.#load(name, { bytes }, [bytes.buffer]);
   }
 
   /** Generates images; `onProgress({step, total, t, msPerStep, preview?})` after each step. */
@@ -110,11 +104,19 @@ class Client {
     return this.#call({ type: "generate", model, request }, [], onProgress);
   }
 
-  /** What a load tells about the worker beyond the model: the module's batch limit, the adapter. */
-  #loaded(meta) {
-    this.adapter = meta.adapter;
-    this.maxBatch = meta.maxBatch;
-    return meta;
+  /**
+   * Asks the worker to load `name` (from `{url}` or `{bytes}`), remembered until it fails. The
+   * answer also tells about the worker: the module's batch limit and the adapter.
+   */
+  #load(name, source, transfer = []) {
+    const loading = this.#call({ type: "load", model: name, ...source }, transfer).then((meta) => {
+      this.adapter = meta.adapter;
+      this.maxBatch = meta.maxBatch;
+      return meta;
+    });
+    this.loads.set(name, loading);
+    loading.catch(() => this.loads.delete(name));
+    return loading;
   }
 
   #call(message, transfer = [], onProgress) {

@@ -73,7 +73,7 @@ const handlers = {
   // Answers as soon as the backend is known; the module keeps compiling meanwhile.
   async init({ backend: preference }) {
     if (!backend) {
-      // A module that fails to load is reported by the first load or generate.
+      // A module that fails to load is reported by the first load (which awaits it).
       wasm().catch(() => {});
       backend = await chooseBackend(preference || "auto");
     }
