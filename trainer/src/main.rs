@@ -219,6 +219,10 @@ struct TrainArgs {
     /// Continue from the run folder's latest checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Start a new run from this weight file's weights (`trainer export`, f16 or f32 best; the
+    /// same network) instead of a random draw; optimizer, schedule and EMA start afresh.
+    #[arg(long, value_name = "FILE")]
+    init_weights: Option<PathBuf>,
 }
 
 /// Changes to the preset's network (train, bench, lr-find, check-step); run.json and the exported
@@ -295,6 +299,7 @@ impl TrainArgs {
             keep_every: self.keep_every.unwrap_or(d.keep_every),
             sample_every: self.sample_every.unwrap_or(d.sample_every),
             spike_factor: self.spike_factor.unwrap_or(d.spike_factor),
+            init_weights: self.init_weights.clone(),
         }
     }
 }

@@ -194,6 +194,7 @@ mod tests {
             keep_every: 0,
             sample_every: 0,
             spike_factor: 10.0,
+            init_weights: None,
         }
     }
 

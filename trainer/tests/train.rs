@@ -43,6 +43,7 @@ fn config(steps: u64) -> TrainConfig {
         keep_every: 0,
         sample_every: 0,
         spike_factor: 100.0,
+        init_weights: None,
     }
 }
 
@@ -311,4 +312,55 @@ fn resuming_with_another_network_is_refused_and_the_run_kept() {
     assert_eq!(std::fs::read(run.path().join("run.json")).unwrap(), before);
     let latest = RunDir::new(run.path()).latest_checkpoint().unwrap();
     assert!(latest.ends_with("step-00000003"));
+}
+
+#[test]
+fn a_run_can_start_from_a_weight_file_of_the_same_network() {
+    let (_d, data) = data();
+    let first = tempfile::tempdir().unwrap();
+    train_tiny(&config(3), &data, first.path(), false).unwrap();
+    let trained = trainer::export::from_run(&RunDir::new(first.path()), false).unwrap();
+    let file = first.path().join("start.safetensors");
+    std::fs::write(&file, trained.to_bytes().unwrap()).unwrap();
+
+    // With a learning rate of zero one step leaves the weights as loaded: model and EMA both
+    // hold the file's tensors (the EMA to rounding: it averages two equal values), not a fresh
+    // random draw.
+    let second = tempfile::tempdir().unwrap();
+    let mut frozen = config(1);
+    frozen.lr.max_lr = 0.0;
+    frozen.init_weights = Some(file.clone());
+    train_tiny(&frozen, &data, second.path(), false).unwrap();
+    for ema in [false, true] {
+        let after = trainer::export::from_run(&RunDir::new(second.path()), ema).unwrap();
+        assert_eq!(after.tensors.len(), trained.tensors.len());
+        for (name, tensor) in &trained.tensors {
+            let got = &after.tensors[name].data;
+            assert_eq!(got.len(), tensor.data.len(), "{name}");
+            for (a, b) in got.iter().zip(&tensor.data) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                    "{name} (ema: {ema}): {a} after, {b} in the file"
+                );
+            }
+        }
+    }
+
+    // Weights of another network are refused before any step.
+    let mut other = tiny_preset();
+    other.model = DitConfig::new(28, 1, 7, 48, 1, 2, 10).with_class_dropout(0.1);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let err = train::<B, _>(
+        &RunConfig::new(&other, frozen.clone()),
+        &data,
+        &RunDir::new(elsewhere.path()),
+        false,
+        &Default::default(),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not the one this run trains"),
+        "{err}"
+    );
 }

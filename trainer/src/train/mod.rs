@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Stop when a loss exceeds this factor times the running average (NaN/inf always stop).
     pub spike_factor: f64,
+    /// A weight file (`trainer export`) whose weights a new run starts from, model and EMA
+    /// alike, instead of a random draw: training continued with a fresh optimizer and schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -75,6 +79,7 @@ impl TrainConfig {
             keep_every: 5000,
             sample_every: 1000,
             spike_factor: 10.0,
+            init_weights: None,
         }
     }
 }
@@ -161,6 +166,11 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         loader: LoaderState::start(config.seed),
         last_loss: None,
     };
+    let resuming = resume && run.latest_checkpoint().is_ok();
+    if let (Some(path), false) = (&config.init_weights, resuming) {
+        model = start_weights(path, model_config, device)?;
+        ema = model.valid();
+    }
     if resume {
         if let Ok(dir) = run.latest_checkpoint() {
             let saved = run.read_config()?;
@@ -274,6 +284,31 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             skipped: (count, reasons.to_vec()),
         })
     })
+}
+
+/// The weights of the file at `path`, which must hold the network `model_config` describes.
+fn start_weights<B: AutodiffBackend>(
+    path: &Path,
+    model_config: &dit_web::DitConfig,
+    device: &B::Device,
+) -> Result<Dit<B>, TrainError> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| TrainError::Config(format!("{}: {reason}", path.display()));
+    let file = dit_web::weights::WeightFile::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+    if file.meta.model != *model_config {
+        return Err(bad(
+            "its network is not the one this run trains (start from weights of the same preset \
+             and network flags)"
+                .into(),
+        ));
+    }
+    let (model, _) = file
+        .into_model::<B>(device)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(model)
 }
 
 /// [`train`] on the backend the user chose, on the dataset `config` names, read from `data`
