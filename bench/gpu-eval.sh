@@ -11,7 +11,9 @@
 # Environment: TRAINER, DATA (the four MNIST files), BACKEND (default cuda), PER_CLASS (100),
 # GUIDANCES ("1 2 3 5"), BATCH (images per network call, 200), CLASSIFIER (a `trainer
 # classifier` file; trained into OUT first when absent, about a minute on 16 cores), F16 (the
-# large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors).
+# large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
+# (the weight files to score, space-separated, instead of the list above), DEADLINE (a time in
+# seconds since 1970 after which no eval runs; one still running then is stopped).
 # Writes OUT/eval-cfgG.json per guidance and OUT/eval-sweep.json (all rows, tagged).
 set -eu
 out=${1:?usage: bench/gpu-eval.sh OUT_DIR}
@@ -35,25 +37,33 @@ fi
 
 # The files scored: what the page ships (int8), and the same weights as f16 and int4.
 weights=()
-mnist_cpu=$out/mnist-cpu-int8.safetensors
-cp "$root/www/weights/mnist-cpu.safetensors" "$mnist_cpu"
-"$trainer" export --weights "$mnist_cpu" --quant int4 --out "$out/mnist-cpu-int4-from-int8.safetensors"
-weights+=("$mnist_cpu" "$out/mnist-cpu-int4-from-int8.safetensors")
-cp "$root/www/weights/mnist.safetensors" "$out/mnist-int8.safetensors"
-weights+=("$out/mnist-int8.safetensors")
-if [ -f "$f16" ]; then
-  cp "$f16" "$out/mnist-f16.safetensors"
-  "$trainer" export --weights "$f16" --quant int4 --out "$out/mnist-int4.safetensors"
-  weights+=("$out/mnist-f16.safetensors" "$out/mnist-int4.safetensors")
+if [ -n "${WEIGHTS:-}" ]; then
+  read -r -a weights <<< "$WEIGHTS"
 else
-  echo "no f16 export at $f16: the large model is scored as int8 only" >&2
+  mnist_cpu=$out/mnist-cpu-int8.safetensors
+  cp "$root/www/weights/mnist-cpu.safetensors" "$mnist_cpu"
+  "$trainer" export --weights "$mnist_cpu" --quant int4 --out "$out/mnist-cpu-int4-from-int8.safetensors"
+  weights+=("$mnist_cpu" "$out/mnist-cpu-int4-from-int8.safetensors")
+  cp "$root/www/weights/mnist.safetensors" "$out/mnist-int8.safetensors"
+  weights+=("$out/mnist-int8.safetensors")
+  if [ -f "$f16" ]; then
+    cp "$f16" "$out/mnist-f16.safetensors"
+    "$trainer" export --weights "$f16" --quant int4 --out "$out/mnist-int4.safetensors"
+    weights+=("$out/mnist-f16.safetensors" "$out/mnist-int4.safetensors")
+  else
+    echo "no f16 export at $f16: the large model is scored as int8 only" >&2
+  fi
 fi
 
 for g in $guidances; do
   started=$(date +%s)
-  "$trainer" eval --weights "${weights[@]}" --data "$data" --classifier "$classifier" \
-    --cfg "$g" --per-class "$per_class" --batch "$batch" --backend "$backend" \
-    --json "$out/eval-cfg$g.json" | tee "$out/eval-cfg$g.log"
+  left=$(( ${DEADLINE:-$(( started + 100000 ))} - started ))
+  if [ "$left" -lt 20 ]; then echo "guidance $g: skipped, out of time"; continue; fi
+  timeout "$left" "$trainer" eval --weights "${weights[@]}" --data "$data" \
+    --classifier "$classifier" --cfg "$g" --per-class "$per_class" --batch "$batch" \
+    --backend "$backend" --json "$out/eval-cfg$g.json" > "$out/eval-cfg$g.log" 2>&1 ||
+    echo "guidance $g: failed or stopped (rc $?)"
+  cat "$out/eval-cfg$g.log"
   echo "guidance $g: $(( $(date +%s) - started )) s"
 done
 
@@ -62,7 +72,11 @@ import json, sys
 out, backend, guidances = sys.argv[1], sys.argv[2], sys.argv[3:]
 rows = []
 for g in guidances:
-    for row in json.load(open(f"{out}/eval-cfg{g}.json")):
+    try:
+        scored = json.load(open(f"{out}/eval-cfg{g}.json"))
+    except (OSError, ValueError):
+        continue
+    for row in scored:
         row["images"] = row["images"].replace(out + "/", "")
         rows.append({"guidance": float(g), "backend": backend, **row})
 json.dump(rows, open(f"{out}/eval-sweep.json", "w"), indent=1)

@@ -6,8 +6,13 @@
 #   TRAINER=gpu-bin/trainer bench/gpu.sh OUT       # on the GPU machine
 #   BACKENDS=cpu QUICK=1 TRAINER=target/debug/trainer bench/gpu.sh /tmp/dry   # dry run here
 #
-# Environment: TRAINER (binary), BACKENDS (default "cuda wgpu"), QUICK=1 (tiny step counts, for
-# checking the script's logic on a CPU), TORCH=0 to skip the PyTorch reference.
+# Environment: TRAINER (binary), TUNED (a second binary built with `--features gpu-tuned`: burn's
+# autotune and fusion; its rows are tagged "build":"tuned", TRAINER's "plain"), BACKENDS (default
+# "cuda wgpu"; the tuned build runs on the first only), STAGES (which parts, in this order;
+# default "check train sample torch"), QUICK=1 (tiny step counts, for checking the script's logic
+# on a CPU), STEPS (timed steps, 20), TRAIN_BACKENDS (the plain build's training backends;
+# default BACKENDS), TORCH=0 to skip the PyTorch reference, BF16=0 to skip its bf16 rows,
+# DEADLINE (seconds since 1970: no step starts after it, a running one is stopped at it).
 set -u
 out=${1:?usage: bench/gpu.sh OUT_DIR}
 mkdir -p "$out/logs"
@@ -17,20 +22,28 @@ backends=${BACKENDS:-cuda wgpu}
 results="$out/results.jsonl"
 : > "$results"
 [ -x "$trainer" ] || { echo "no trainer binary at $trainer" >&2; exit 1; }
+stages=${STAGES:-check train sample torch}
+# build TAGS BINARY pairs: the plain binary on every backend, the tuned one on the first.
+builds=("plain" "$trainer")
+[ -n "${TUNED:-}" ] && [ -x "$TUNED" ] && builds+=("tuned" "$TUNED")
 
 # CUDA 13 driver and NVRTC, and the NVIDIA Vulkan ICD for wgpu (see ../shared/GPU_NOTES.md).
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/targets/x86_64-linux/lib:$(ls -d /usr/local/cuda-*/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')"
 [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] &&
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 
-if [ "${QUICK:-0}" = 1 ]; then warm=1; steps=2; big=4; celeba=2; limit=300; else warm=3; steps=20; big=112; celeba=112; limit=240; fi
+if [ "${QUICK:-0}" = 1 ]; then warm=1; steps=2; big=4; celeba=2; limit=300; else warm=3; steps=${STEPS:-20}; big=112; celeba=112; limit=240; fi
 
 # step NAME TAGS COMMAND...: runs COMMAND under a time limit; every JSON line it prints is kept
 # with TAGS merged in; the exit status goes into the log and the results.
 step() {
   local name=$1 tags=$2; shift 2
-  local started=$(date +%s)
-  timeout "$limit" "$@" > "$out/logs/$name.log" 2>&1
+  local started=$(date +%s) budget=$limit
+  if [ -n "${DEADLINE:-}" ]; then
+    budget=$(( DEADLINE - started < limit ? DEADLINE - started : limit ))
+    if [ "$budget" -lt 10 ]; then echo "$name: skipped, out of time"; return; fi
+  fi
+  timeout "$budget" "$@" > "$out/logs/$name.log" 2>&1
   local rc=$?
   python3 - "$out/logs/$name.log" "$name" "$tags" "$rc" "$(( $(date +%s) - started ))" >> "$results" <<'PY'
 import json, sys
@@ -55,44 +68,75 @@ PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/logs/gpu.txt" 2>&1
 
 first=${backends%% *}
+
 # 1. Is the backend's arithmetic right? Same batch on the GPU and on the CPU; then CelebA's
 #    reference batch whole against the same samples in micro-batches of 8.
-step check-celeba-b8 '{"kind":"check"}' "$trainer" check-step --preset celeba --batch-size 8 \
-  --backend "$first" --reference cpu --json "$out/logs/check-celeba-b8.json"
-step check-mnist-b64 '{"kind":"check"}' "$trainer" check-step --preset mnist --batch-size 64 \
-  --backend "$first" --reference cpu --json "$out/logs/check-mnist-b64.json"
-step check-celeba-b112-micro '{"kind":"check"}' "$trainer" check-step --preset celeba \
-  --batch-size "$big" --backend "$first" --reference "$first" --reference-micro-batch 8 \
-  --json "$out/logs/check-celeba-micro.json"
+check() {
+  local build=$1 bin=$2 tag="{\"kind\":\"check\",\"build\":\"$1\"}"
+  step "check-celeba-b8-$build" "$tag" "$bin" check-step --preset celeba --batch-size 8 \
+    --backend "$first" --reference cpu --json "$out/logs/check-celeba-b8-$build.json"
+  step "check-mnist-b64-$build" "$tag" "$bin" check-step --preset mnist --batch-size 64 \
+    --backend "$first" --reference cpu --json "$out/logs/check-mnist-b64-$build.json"
+  step "check-celeba-b$big-micro-$build" "$tag" "$bin" check-step --preset celeba \
+    --batch-size "$big" --backend "$first" --reference "$first" --reference-micro-batch 8 \
+    --json "$out/logs/check-celeba-micro-$build.json"
+}
+
+# 2. Training throughput (random data; every step reads its loss back, as training does).
+train() {
+  local build=$1 bin=$2 tag="{\"build\":\"$1\"}" b
+  for b in $3; do
+    step "train-mnist-b64-$b-$build" "$tag" "$bin" bench --preset mnist --batch-size 64 --backend "$b" --warmup "$warm" --steps "$steps"
+    step "train-mnist-b256-$b-$build" "$tag" "$bin" bench --preset mnist --batch-size 256 --backend "$b" --warmup "$warm" --steps "$steps"
+    step "train-celeba-b$celeba-$b-$build" "$tag" "$bin" bench --preset celeba --batch-size "$celeba" --backend "$b" --warmup "$warm" --steps "$steps"
+  done
+}
+
+# 3. Sampler: one guided DPM-Solver++ step (network on twice the images), 16 and 100 images.
+sample() {
+  local build=$1 bin=$2 tag="{\"build\":\"$1\"}" b n
+  for b in $3; do
+    for n in 16 100; do
+      step "sample-mnist-$n-$b-$build" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps"
+    done
+  done
+}
+
+# 4. The PyTorch reference network on the same device, fp32 (TF32 off) and bf16 autocast; each
+#    run also times the guided sampler step for its --sample-batch.
+torch_reference() {
+  [ "${TORCH:-1}" = 1 ] && python3 -c "import torch" 2>/dev/null || return 0
+  local device precision tag spec
+  device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+  local precisions=("")
+  [ "${BF16:-1}" = 1 ] && precisions+=("--bf16")
+  for precision in "${precisions[@]}"; do
+    tag="{\"kind\":\"torch\",\"precision\":\"${precision:+bf16}\"}"
+    for spec in "mnist 64 16" "mnist 256 100" "celeba $celeba 16"; do
+      set -- $spec
+      step "torch-$1-b$2${precision}" "$tag" python3 "$here/torch_reference.py" --device "$device" \
+        --preset "$1" --batch "$2" --sample-batch "$3" --label-dropout 0.1 --iters "$steps" \
+        --warmup "$warm" --threads 16 $precision
+    done
+  done
+}
+
+for stage in $stages; do
+  case $stage in
+    check|train|sample)
+      for (( i = 0; i < ${#builds[@]}; i += 2 )); do
+        targets=$backends
+        [ "$stage" = train ] && targets=${TRAIN_BACKENDS:-$backends}
+        [ "${builds[i]}" = tuned ] && targets=$first
+        "$stage" "${builds[i]}" "${builds[i+1]}" "$targets"
+      done ;;
+    torch) torch_reference ;;
+    *) echo "unknown stage $stage" >&2 ;;
+  esac
+done
 for f in "$out"/logs/check-*.json; do
   [ -f "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({'kind':'check-detail','file':sys.argv[1].split('/')[-1],'loss':d['loss'],'grad_norm':d['grad_norm'],'worst':d['params'][:5]}))" "$f" >> "$results"
 done
-
-# 2. Training throughput (random data; every step reads its loss back, as training does).
-for b in $backends; do
-  step "train-mnist-b64-$b" '{}' "$trainer" bench --preset mnist --batch-size 64 --backend "$b" --warmup "$warm" --steps "$steps"
-  step "train-mnist-b256-$b" '{}' "$trainer" bench --preset mnist --batch-size 256 --backend "$b" --warmup "$warm" --steps "$steps"
-  step "train-celeba-b$celeba-$b" '{}' "$trainer" bench --preset celeba --batch-size "$celeba" --backend "$b" --warmup "$warm" --steps "$steps"
-  # 3. Sampler: one guided DPM-Solver++ step (network on twice the images).
-  for n in 16 100; do
-    step "sample-mnist-$n-$b" '{}' "$trainer" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps"
-  done
-done
-
-# 4. The PyTorch reference network on the same device, fp32 (TF32 off) and bf16 autocast.
-if [ "${TORCH:-1}" = 1 ] && python3 -c "import torch" 2>/dev/null; then
-  device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-  for precision in "" "--bf16"; do
-    tag="{\"kind\":\"torch\",\"precision\":\"${precision:+bf16}\"}"
-    for spec in "mnist 64" "mnist 256" "celeba $celeba"; do
-      set -- $spec
-      step "torch-$1-b$2${precision}" "$tag" python3 "$here/torch_reference.py" --device "$device" \
-        --preset "$1" --batch "$2" --iters "$steps" --warmup "$warm" --threads 16 $precision
-    done
-    step "torch-sample-100${precision}" "$tag" python3 "$here/torch_reference.py" --device "$device" \
-      --preset mnist --label-dropout 0.1 --batch 2 --sample-batch 100 --iters "$steps" --warmup "$warm" $precision
-  done
-fi
 
 python3 - "$results" "$out/bench-gpu.json" "$out/logs/gpu.txt" <<'PY'
 import json, sys

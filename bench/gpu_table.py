@@ -27,31 +27,32 @@ def main():
         if r.get("kind") == "torch" and "train" in r:
             key = (r["preset"], r["train"]["batch"], r.get("precision") or "fp32")
             torch[key] = r["train"]["images_per_sec"]
-    print("| training, images/s | dit-web | PyTorch fp32 | PyTorch bf16 | dit-web / PyTorch fp32 |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| training, images/s | build | dit-web | PyTorch fp32 | PyTorch bf16 | dit-web / PyTorch fp32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r.get("kind") == "train":
             fp32 = torch.get((r["preset"], r["batch"], "fp32"))
             bf16 = torch.get((r["preset"], r["batch"], "bf16"))
             ratio = f"{r['images_per_sec'] / fp32:.2f}x" if fp32 else "-"
-            print(f"| {r['preset']} b{r['batch']} on {r['backend']} | {r['images_per_sec']:.1f} | "
-                  f"{fp32 or '-'} | {bf16 or '-'} | {ratio} |")
-        elif r.get("kind") is None or r.get("rc", 0) != 0 and "log_tail" in r:
-            if r.get("step", "").startswith(("train", "sample")):
-                print(f"| {r['step']} | failed (rc {r['rc']}) | | | |")
+            print(f"| {r['preset']} b{r['batch']} on {r['backend']} | {r.get('build', 'plain')} | "
+                  f"{r['images_per_sec']:.1f} | {fp32 or '-'} | {bf16 or '-'} | {ratio} |")
+        elif "log_tail" in r and r.get("step", "").startswith(("train", "sample")):
+            print(f"| {r['step']} | {r.get('build', '')} | failed (rc {r['rc']}) | | | |")
     print()
-    print("| guided DPM-Solver++ step | dit-web ms | PyTorch fp32 ms | PyTorch bf16 ms |")
-    print("| --- | --- | --- | --- |")
+    print("| guided DPM-Solver++ step, mnist | build | dit-web ms | PyTorch fp32 ms | PyTorch bf16 ms | dit-web / PyTorch fp32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
     ref = {}
     for r in rows:
         if r.get("kind") == "torch" and "sample" in r:
-            ref[(r["sample"]["images"], r.get("precision") or "fp32")] = r["sample"]["guided_ms_per_step"]
+            key = (r["preset"], r["sample"]["images"], r.get("precision") or "fp32")
+            ref[key] = r["sample"]["guided_ms_per_step"]
     for r in rows:
         if r.get("kind") == "sample":
             n = r["batch"]
-            print(f"| {n} images on {r['backend']} | {r['ms_per_step']:.1f} | "
-                  f"{ref.get((n, 'fp32'), '-')} | {ref.get((n, 'bf16'), '-')} |")
-
+            fp32 = ref.get((r["preset"], n, "fp32"))
+            ratio = f"{r['ms_per_step'] / fp32:.2f}x" if fp32 else "-"
+            print(f"| {n} images on {r['backend']} | {r.get('build', 'plain')} | {r['ms_per_step']:.1f} | "
+                  f"{fp32 or '-'} | {ref.get((r['preset'], n, 'bf16'), '-')} | {ratio} |")
 
 if __name__ == "__main__":
     main()

@@ -135,7 +135,7 @@ def main():
             "ms_per_step": round(sample_s * 1e3, 2),
             "guided_ms_per_step": None if guided_s is None else round(guided_s * 1e3, 2),
         },
-    }, indent=2))
+    }))
 
 
 if __name__ == "__main__":
