@@ -166,27 +166,25 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         loader: LoaderState::start(config.seed),
         last_loss: None,
     };
-    let resuming = resume && run.latest_checkpoint().is_ok();
-    if let (Some(path), false) = (&config.init_weights, resuming) {
+    let latest = resume.then(|| run.latest_checkpoint().ok()).flatten();
+    if let (Some(path), None) = (&config.init_weights, &latest) {
         model = start_weights(path, model_config, device)?;
         ema = model.valid();
     }
-    if resume {
-        if let Ok(dir) = run.latest_checkpoint() {
-            let saved = run.read_config()?;
-            if saved.model != run_config.model || saved.schedule != run_config.schedule {
-                return Err(TrainError::Config(format!(
-                    "{} trains another network or schedule ({}); resume it with the same \
-                     preset and label dropout, or train into a new folder",
-                    run.root().display(),
-                    run.config_file().display()
-                )));
-            }
-            state = checkpoint::load_state(&dir)?;
-            model = checkpoint::load_weights(&dir, "model", model, device)?;
-            ema = checkpoint::load_weights(&dir, "ema", ema, device)?;
-            optim = checkpoint::load_optimizer(&dir, optim, device)?;
+    if let Some(dir) = latest {
+        let saved = run.read_config()?;
+        if saved.model != run_config.model || saved.schedule != run_config.schedule {
+            return Err(TrainError::Config(format!(
+                "{} trains another network or schedule ({}); resume it with the same \
+                 preset and label dropout, or train into a new folder",
+                run.root().display(),
+                run.config_file().display()
+            )));
         }
+        state = checkpoint::load_state(&dir)?;
+        model = checkpoint::load_weights(&dir, "model", model, device)?;
+        ema = checkpoint::load_weights(&dir, "ema", ema, device)?;
+        optim = checkpoint::load_optimizer(&dir, optim, device)?;
     }
     run.write_config(run_config)?;
     let metrics_file = run.metrics_file();
