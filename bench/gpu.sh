@@ -66,6 +66,10 @@ PY
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/logs/gpu.txt" 2>&1
+# What wgpu's Vulkan backend can find (session 8's call found no adapter; this says why next time).
+{ echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"; ldconfig -p | grep -i -E 'vulkan|nvidia-glcore|GLX_nvidia'
+  ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1
+  ls /usr/local/nvidia/lib64 2>&1 | grep -i -E 'vulkan|glcore|GLX' ; } > "$out/logs/vulkan.txt" 2>&1
 
 first=${backends%% *}
 
