@@ -28,7 +28,7 @@ batch=${BATCH:-200}
 f16=${F16:-$root/../shared/runs/mnist-h200/mnist-f16.safetensors}
 [ -x "$trainer" ] || { echo "no trainer binary at $trainer" >&2; exit 1; }
 
-export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/targets/x86_64-linux/lib:$(ls -d /usr/local/cuda-*/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')"
+. "$root/bench/gpu-env.sh"
 
 classifier=${CLASSIFIER:-$out/classifier.mpk}
 if [ ! -f "$classifier" ]; then

@@ -29,7 +29,7 @@ lr=${LR:-5e-4}
 warmup=${WARMUP:-100}
 seed=${SEED:-1}
 [ -x "$trainer" ] || { echo "no trainer binary at $trainer" >&2; exit 1; }
-export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/targets/x86_64-linux/lib:$(ls -d /usr/local/cuda-*/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')"
+. "$root/bench/gpu-env.sh"
 
 # 1. Speed at this batch (kernels compiled and tuned in the warm-up steps), then the step count.
 "$trainer" bench --preset mnist --batch-size "$batch" --backend "$backend" --warmup 3 --steps 10 \

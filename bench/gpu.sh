@@ -28,7 +28,7 @@ builds=("plain" "$trainer")
 [ -n "${TUNED:-}" ] && [ -x "$TUNED" ] && builds+=("tuned" "$TUNED")
 
 # CUDA 13 driver and NVRTC, and the NVIDIA Vulkan ICD for wgpu (see ../shared/GPU_NOTES.md).
-export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/targets/x86_64-linux/lib:$(ls -d /usr/local/cuda-*/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')"
+. "$here/gpu-env.sh"
 [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] &&
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 
