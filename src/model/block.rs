@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::Attention;
 use super::embed::{xavier_linear, zero_linear};
-use super::norm::{layer_norm, modulate};
+use super::norm::{layer_norm, modulate, per_token};
 use crate::config::{Conditioning, DitConfig, Flavour};
 
 /// The pointwise feed-forward network: Linear(d, r d) -> GELU -> Linear(r d, d).
@@ -131,7 +131,10 @@ impl<B: Backend> DitBlock<B> {
 /// Multiplies a residual branch by its per-sample gate, if any.
 fn gated<B: Backend>(branch: Tensor<B, 3>, gate: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
     match gate {
-        Some(g) => branch * g.unsqueeze_dim::<3>(1),
+        Some(g) => {
+            let tokens = branch.dims()[1];
+            branch * per_token(g, tokens)
+        }
         None => branch,
     }
 }
