@@ -62,7 +62,8 @@ async function fetchWeights(model, url) {
   }
   if (cache) {
     // A full quota is not an error: the weights stay in memory for this visit.
-    await cache
+    // Not awaited: storing the copy is not on the way to the first image.
+    cache
       .put(url, new Response(bytes.slice(), { headers: { "content-type": "application/octet-stream" } }))
       .catch(() => {});
   }
