@@ -76,8 +76,12 @@ function permalink() {
   return `${location.pathname}?${p}`;
 }
 
-/** Loads a model; `keepGuidance` leaves the guidance box alone (it came from the URL). */
-async function selectModel(name, labels, keepGuidance = false) {
+/** The sampler settings a model card can start the page with (box id -> card key). */
+const CARD_SETTINGS = { sampler: "sampler", steps: "steps", cfg: "guidance" };
+
+/** Loads a model and starts the sampler boxes at its card's settings, except those in `keep`
+ *  (ids whose values came from the URL). */
+async function selectModel(name, labels, keep = new Set()) {
   showError("");
   setStatus(`loading ${name}…`, "loading");
   ui.generate.disabled = true;
@@ -92,7 +96,9 @@ async function selectModel(name, labels, keepGuidance = false) {
     `${meta.model.conditioning} conditioning${meta.model.flavour === "paper" ? ", paper flavour" : ""}`,
     card.quality, card.speed,
   ].filter(Boolean).join(" · ");
-  if (card.guidance && !keepGuidance) ui.cfg.value = String(card.guidance);
+  for (const [id, key] of Object.entries(CARD_SETTINGS)) {
+    if (card[key] !== undefined && !keep.has(id)) ui[id].value = String(card[key]);
+  }
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
   ui.generate.disabled = false;
   setStatus(`ready on ${client.backend}${client.adapter ? ` (${client.adapter})` : ""}`, "ready");
@@ -197,7 +203,8 @@ async function main() {
   }
   const labels = params.get("labels")?.split(/[ ,]+/).filter(Boolean);
   try {
-    await selectModel(ui.model.value, labels, params.has("cfg"));
+    const fromUrl = new Set(Object.keys(CARD_SETTINGS).filter((id) => params.has(id)));
+    await selectModel(ui.model.value, labels, fromUrl);
     performance.mark("dit:model-loaded");
   } catch (error) {
     showError(error.message);

@@ -4,8 +4,9 @@
 //   <dit-generate model="mnist" labels="3 1 4" steps="20"></dit-generate>
 //
 // Attributes: model (a name from models.json; default: the largest MNIST model on WebGPU, the
-// smallest on the CPU fallback), labels (names, space or comma separated), steps (20),
-// sampler (dpm++ | ddim | ddpm), cfg (guidance; default: the model card's in models.json, else 3),
+// smallest on the CPU fallback), labels (names, space or comma separated), and the sampler:
+// sampler (dpm++ | ddim | ddpm), steps, cfg (guidance); each defaults to the model card's in
+// models.json, else dpm++, 20 and 3,
 // seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
 // that. All widgets on a page share one worker and one copy of each model's weights.
@@ -95,11 +96,12 @@ class DitGenerate extends HTMLElement {
       } finally {
         off();
       }
+      const card = (await models())[model] ?? {};
       const request = {
         labels: this.#labels(),
-        steps: Number(this.getAttribute("steps") || 20),
-        sampler: this.getAttribute("sampler") || "dpm++",
-        cfg: Number(this.getAttribute("cfg") || (await models())[model]?.guidance || 3),
+        steps: Number(this.getAttribute("steps") || card.steps || 20),
+        sampler: this.getAttribute("sampler") || card.sampler || "dpm++",
+        cfg: Number(this.getAttribute("cfg") || card.guidance || 3),
         seed: Number(this.getAttribute("seed") || 0),
         preview: true,
       };

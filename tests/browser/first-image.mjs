@@ -4,8 +4,8 @@
 // as a visitor following a permalink would, and the page's own performance marks say when the
 // worker knew its backend (`dit:started`; the wasm module may still be compiling), the model was
 // loaded (`dit:model-loaded`) and the digit was on the canvas (`dit:first-image`), in ms from the
-// start of navigation. The page's defaults otherwise: DPM-Solver++ 20 steps, guidance from the
-// model's card. Prints JSON.
+// start of navigation. The page's defaults otherwise: sampler, steps and guidance from the model's
+// card (www/weights/<model>.card.json). Prints JSON.
 // MODELS=mnist-cpu,mnist BACKENDS=cpu,webgpu RUNS=3 change the sweep.
 
 import { launch, startServer } from "./harness.mjs";

@@ -45,6 +45,14 @@ async function streamToBuffer(stream) {
   return Buffer.concat(parts);
 }
 
+/** The sampler boxes start at the model card's settings (models.json), or the page's own defaults. */
+async function assertCardSettings(page, model) {
+  const card = (await (await fetch(`${base}models.json`)).json())[model];
+  assert.equal(await page.locator("#sampler").inputValue(), card.sampler ?? "dpm++", `${model}: sampler`);
+  assert.equal(Number(await page.locator("#steps").inputValue()), card.steps ?? 20, `${model}: steps`);
+  assert.equal(Number(await page.locator("#cfg").inputValue()), card.guidance ?? 3, `${model}: guidance`);
+}
+
 describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
   let chrome;
   before(async () => {
@@ -59,6 +67,7 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
     assert.equal(await page.locator("#model").inputValue(), "mnist");
     assert.match(await page.locator("#model-why").textContent(), /largest model, as this browser runs WebGPU/);
     assert.match(await page.locator("#model-info").textContent(), /9,281,092 parameters/);
+    await assertCardSettings(page, "mnist");
     assert.deepEqual(problems, []);
   });
 
@@ -109,6 +118,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
     assert.equal(await page.locator("#model").inputValue(), "mnist-cpu");
     assert.match(await page.locator("#model-why").textContent(), /no WebGPU, and on the CPU mnist does [0-9.]+x the arithmetic/);
+    await assertCardSettings(page, "mnist-cpu");
 
     const request = { model: "mnist", labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: 3 };
     const { png } = await generateOnPage(page, {
@@ -132,10 +142,14 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     assert.equal(await page.locator("#e").getAttribute("data-state"), null, "the click-to-start widget waited");
     const canvasPng = (widget) => widget.evaluate((el) => el.shadowRoot.querySelector("canvas").toDataURL("image/png"))
       .then((url) => decodePng(Buffer.from(url.split(",")[1], "base64")));
-    // No model attribute: the CPU's default, the small model, with its card's guidance.
-    const cfg = (await (await fetch(`${base}models.json`)).json())["mnist-cpu"].guidance ?? 3;
+    // No model attribute: the CPU's default, the small model, with its card's sampler and guidance.
+    const cards = await (await fetch(`${base}models.json`)).json();
+    const small = cards["mnist-cpu"];
     const png = await canvasPng(pi);
-    const diff = maxDifference(png, reference({ model: "mnist-cpu", labels: ["3", "1", "4"], steps: 20, seed: 0, cfg }));
+    const diff = maxDifference(png, reference({
+      model: "mnist-cpu", labels: ["3", "1", "4"], steps: 20, seed: 0,
+      sampler: small.sampler ?? "dpm++", cfg: small.guidance ?? 3,
+    }));
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
     assert.ok(spread(png) > 20, "the first widget's images are not blank");
@@ -144,8 +158,10 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => document.querySelector("#e").dataset.state, null, { timeout: TIMEOUT });
     assert.equal(await page.locator("#e").getAttribute("data-state"), "done");
     const second = await canvasPng(page.locator("#e"));
-    const cfgLarge = (await (await fetch(`${base}models.json`)).json()).mnist.guidance ?? 3;
-    const diffLarge = maxDifference(second, reference({ model: "mnist", labels: ["2", "7", "1", "8"], steps: 10, seed: 7, cfg: cfgLarge }));
+    const diffLarge = maxDifference(second, reference({
+      model: "mnist", labels: ["2", "7", "1", "8"], steps: 10, seed: 7,
+      sampler: cards.mnist.sampler ?? "dpm++", cfg: cards.mnist.guidance ?? 3,
+    }));
     t.diagnostic(`max difference to trainer generate (model="mnist"): ${diffLarge}/255`);
     assert.ok(diffLarge <= TOLERANCE, `max pixel difference ${diffLarge} > ${TOLERANCE}`);
     assert.ok(spread(second) > 20, "the second widget's images are not blank");
@@ -219,6 +235,8 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
       for (const [key, value] of [["batch", "1"], ["steps", "6"], ["seed", "3"], ["cfg", "2"]]) {
         await page.fill(`#${key}`, value);
       }
+      // A file without a card keeps the sampler box as it was; this test names its own.
+      await page.selectOption("#sampler", "dpm++");
       await page.click("#generate");
       const png = await downloadWhenDone(page);
       const labels = Array.from({ length: 10 }, (_, i) => String(i));
