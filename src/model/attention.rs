@@ -58,16 +58,56 @@ impl<B: Backend> Attention<B> {
                 )
             }
         };
-        let [b, n, d] = q.dims();
-        let heads = |t: Tensor<B, 3>| {
-            let m = t.dims()[1];
-            t.reshape([b, m, self.num_heads, d / self.num_heads])
-                .swap_dims(1, 2)
-        };
+        let per_head = copies_per_head::<B>(&q.device());
+        let heads = |t| split_heads(t, self.num_heads, per_head);
         let (q, k, v) = (heads(q), heads(k), heads(v));
         let mixed = sliced_attention(q, k, v, MAX_SCORE_BYTES);
-        self.out.forward(mixed.swap_dims(1, 2).reshape([b, n, d]))
+        self.out.forward(merge_heads(mixed, per_head))
     }
+}
+
+/// Whether to move heads in and out of place one head at a time. burn-flex (the CPU backend, in
+/// the browser too) copies a permuted tensor with a fast tiled loop only when its layout merges
+/// into two dimensions; `[b, n, heads, d_head] -> [b, heads, n, d_head]` does not, and went
+/// element by element (about a sixth of a CPU sampler step under `perf`). One head's slice does
+/// merge, and concatenating contiguous heads is a memcpy. GPU backends keep the plain permute:
+/// there it is a view or one kernel, where per-head slices would be many dispatches. Training
+/// (`autodiff<flex>`) keeps it too: there the slices' backward passes cost what the copies saved.
+fn copies_per_head<B: Backend>(device: &B::Device) -> bool {
+    B::name(device) == "flex"
+}
+
+/// `[b, m, heads * d_head] -> [b, heads, m, d_head]`.
+fn split_heads<B: Backend>(t: Tensor<B, 3>, heads: usize, per_head: bool) -> Tensor<B, 4> {
+    let [b, m, d] = t.dims();
+    let d_head = d / heads;
+    if !per_head {
+        return t.reshape([b, m, heads, d_head]).swap_dims(1, 2);
+    }
+    let parts = (0..heads)
+        .map(|h| {
+            t.clone()
+                .slice([0..b, 0..m, h * d_head..(h + 1) * d_head])
+                .reshape([b, 1, m, d_head])
+        })
+        .collect();
+    Tensor::cat(parts, 1)
+}
+
+/// `[b, heads, n, d_head] -> [b, n, heads * d_head]`, the inverse of [`split_heads`].
+fn merge_heads<B: Backend>(t: Tensor<B, 4>, per_head: bool) -> Tensor<B, 3> {
+    let [b, heads, n, d_head] = t.dims();
+    if !per_head {
+        return t.swap_dims(1, 2).reshape([b, n, heads * d_head]);
+    }
+    let parts = (0..heads)
+        .map(|h| {
+            t.clone()
+                .slice([0..b, h..h + 1, 0..n, 0..d_head])
+                .reshape([b, n, d_head])
+        })
+        .collect();
+    Tensor::cat(parts, 2)
 }
 
 /// Largest attention-score tensor `[b, heads, n, m]` (f32) one attention call may build, in
@@ -119,6 +159,24 @@ mod tests {
     use super::*;
     use burn::backend::NdArray;
     use burn::tensor::Distribution;
+
+    #[test]
+    fn heads_moved_one_at_a_time_equal_the_permute() {
+        let device = Default::default();
+        let x = Tensor::<NdArray, 3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let plain = split_heads(x.clone(), 3, false);
+        let per_head = split_heads(x.clone(), 3, true);
+        assert_eq!(plain.dims(), [2, 3, 5, 4]);
+        assert_eq!(per_head.dims(), [2, 3, 5, 4]);
+        plain.to_data().assert_eq(&per_head.to_data(), true);
+        // Merging undoes splitting, both ways.
+        merge_heads(per_head, true)
+            .to_data()
+            .assert_eq(&x.to_data(), true);
+        merge_heads(plain, false)
+            .to_data()
+            .assert_eq(&x.to_data(), true);
+    }
 
     #[test]
     fn slices_of_the_batch_give_the_whole_batch_result() {
