@@ -73,8 +73,10 @@ impl<B: Backend> Attention<B> {
 /// merge, and concatenating contiguous heads is a memcpy. GPU backends keep the plain permute:
 /// there it is a view or one kernel, where per-head slices would be many dispatches. Training
 /// (`autodiff<flex>`) keeps it too: there the slices' backward passes cost what the copies saved.
+/// So does the browser's CPU fallback: in wasm the per-head path was no faster, and at batch 4
+/// slower in each of three runs (`docs/bench-cpu-heads.json`).
 fn copies_per_head<B: Backend>(device: &B::Device) -> bool {
-    B::name(device) == "flex"
+    !cfg!(target_arch = "wasm32") && B::name(device) == "flex"
 }
 
 /// `[b, m, heads * d_head] -> [b, heads, m, d_head]`.
