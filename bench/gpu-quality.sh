@@ -60,7 +60,7 @@ fi
 # 3. The sampler study: the shipped files under ancestral DDPM at fewer steps and guidances.
 M=$root/www/weights/mnist.safetensors; S=$root/www/weights/mnist-cpu.safetensors
 # STUDY: "sampler steps guidance files; ..." (files: M for mnist, S for mnist-cpu, M,S for both).
-IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 1.5 M;ddpm 100 1 M,S;ddpm 100 1.5 M,S;ddpm 50 1.25 M;ddpm 100 2 M,S;ddpm 20 2 S;ddpm 20 3 S}"
+IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 1.5 M;ddpm 20 1.25 M;ddpm 100 1 M,S;ddpm 100 1.5 M,S;ddpm 50 1.25 M;ddpm 100 2 M,S;ddpm 20 2 S;ddpm 20 3 S}"
 for spec in "${specs[@]}"; do
   set -- $spec
   files=(); [[ $4 == *M* ]] && files+=("$M"); [[ $4 == *S* ]] && files+=("$S")
