@@ -9,8 +9,9 @@
 #     DATA=../shared/data/mnist bench/gpu-eval.sh /tmp/dry                     # logic check here
 #
 # Environment: TRAINER, DATA (the four MNIST files), BACKEND (default cuda), PER_CLASS (100),
-# GUIDANCES ("1 2 3 5"), BATCH (images per network call, 200), CLASSIFIER (a `trainer
-# classifier` file; trained into OUT first when absent, about a minute on 16 cores), F16 (the
+# GUIDANCES ("1 2 3 5"), SAMPLER and SAMPLER_STEPS (dpm++, 20), BATCH (images per network call, 200),
+# CLASSIFIER (a `trainer classifier` file; trained into OUT first when absent, about a minute on
+# 16 cores), F16 (the
 # large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
 # (the weight files to score, space-separated, instead of the list above), DEADLINE (a time in
 # seconds since 1970 after which no eval runs; one still running then is stopped).
@@ -25,6 +26,8 @@ backend=${BACKEND:-cuda}
 per_class=${PER_CLASS:-100}
 guidances=${GUIDANCES:-1 2 3 5}
 batch=${BATCH:-200}
+sampler=${SAMPLER:-dpm++}
+steps=${SAMPLER_STEPS:-20}
 f16=${F16:-$root/../shared/runs/mnist-h200/mnist-f16.safetensors}
 [ -x "$trainer" ] || { echo "no trainer binary at $trainer" >&2; exit 1; }
 
@@ -60,7 +63,8 @@ for g in $guidances; do
   left=$(( ${DEADLINE:-$(( started + 100000 ))} - started ))
   if [ "$left" -lt 20 ]; then echo "guidance $g: skipped, out of time"; continue; fi
   timeout "$left" "$trainer" eval --weights "${weights[@]}" --data "$data" \
-    --classifier "$classifier" --cfg "$g" --per-class "$per_class" --batch "$batch" \
+    --classifier "$classifier" --sampler "$sampler" --steps "$steps" --cfg "$g" \
+    --per-class "$per_class" --batch "$batch" \
     --backend "$backend" --json "$out/eval-cfg$g.json" > "$out/eval-cfg$g.log" 2>&1 ||
     echo "guidance $g: failed or stopped (rc $?)"
   cat "$out/eval-cfg$g.log"
