@@ -53,7 +53,7 @@ fn sampler_step(c: &mut Criterion) {
         ..Default::default()
     };
     let labels: Vec<usize> = (0..16).map(|i| i % 10).collect();
-    let denoiser = Denoiser::new(&model, &labels, config.guidance).unwrap();
+    let denoiser = Denoiser::new(&model, &labels, &config).unwrap();
     let fresh = Sampler::new(&schedule, &config, labels.len(), preset.model.image_len());
 
     let mut group = c.benchmark_group("sampler_step");

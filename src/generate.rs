@@ -23,6 +23,8 @@ pub enum GenerateError {
     NoLabels,
     #[error("guidance must be a finite number, got {0}")]
     BadGuidance(f32),
+    #[error("guidance interval [{0}, {1}]: the first timestep must not be above the last")]
+    BadGuidanceInterval(usize, usize),
     #[error(transparent)]
     Weights(#[from] WeightError),
     #[error("writing {path}: {source}")]
@@ -53,62 +55,88 @@ pub fn resolve_labels<S: AsRef<str>>(
         .collect()
 }
 
-/// Evaluates the network for a sampler, with classifier-free guidance when the scale is not 1.
+/// Evaluates the network for a sampler, with classifier-free guidance when the scale is not 1
+/// (on the steps inside the guidance interval, when one is set).
 pub struct Denoiser<'a, B: Backend> {
     model: &'a Dit<B>,
-    /// Labels of the network batch: the requested ones, then nulls when guided.
+    /// The requested labels.
     labels: Vec<usize>,
+    /// The same labels, then as many nulls: the network batch of a guided step.
+    doubled: Vec<usize>,
     guidance: Option<f32>,
+    /// Timesteps `[lo, hi]` that are guided (all when `None`).
+    interval: Option<[usize; 2]>,
 }
 
 impl<'a, B: Backend> Denoiser<'a, B> {
-    pub fn new(model: &'a Dit<B>, labels: &[usize], guidance: f32) -> Result<Self, GenerateError> {
+    /// Checks the labels and guidance settings against the model.
+    pub fn new(
+        model: &'a Dit<B>,
+        labels: &[usize],
+        config: &SamplerConfig,
+    ) -> Result<Self, GenerateError> {
+        let guidance = config.guidance;
         if labels.is_empty() {
             return Err(GenerateError::NoLabels);
         }
         if !guidance.is_finite() {
             return Err(GenerateError::BadGuidance(guidance));
         }
-        let config = model.config();
-        if let Some(&bad) = labels.iter().find(|&&l| l >= config.num_classes) {
+        if let Some([lo, hi]) = config.guidance_interval {
+            if lo > hi {
+                return Err(GenerateError::BadGuidanceInterval(lo, hi));
+            }
+        }
+        let model_config = model.config();
+        if let Some(&bad) = labels.iter().find(|&&l| l >= model_config.num_classes) {
             return Err(GenerateError::UnknownLabel {
                 label: bad.to_string(),
-                valid: (0..config.num_classes).map(|i| i.to_string()).collect(),
+                valid: (0..model_config.num_classes)
+                    .map(|i| i.to_string())
+                    .collect(),
             });
         }
-        let (labels, guidance) = match (guidance == 1.0, config.null_label()) {
-            (true, _) => (labels.to_vec(), None),
+        let (doubled, guidance) = match (guidance == 1.0, model_config.null_label()) {
+            (true, _) => (Vec::new(), None),
             (false, Some(null)) => (guidance::doubled_labels(labels, null), Some(guidance)),
             (false, None) => return Err(GenerateError::NoNullLabel(guidance)),
         };
         Ok(Self {
             model,
-            labels,
+            labels: labels.to_vec(),
+            doubled,
             guidance,
+            interval: config.guidance_interval,
         })
     }
 
-    /// Runs the network on the sampler's batch `x` at timestep `t`; the result still holds the
-    /// unconditional half when guided (see [`Denoiser::eps_from_output`]).
+    /// The guidance scale applied at timestep `t`, `None` when the step is not guided.
+    pub fn guidance_at(&self, t: usize) -> Option<f32> {
+        let inside = self.interval.is_none_or(|[lo, hi]| (lo..=hi).contains(&t));
+        self.guidance.filter(|_| inside)
+    }
+
+    /// Runs the network on the sampler's batch `x` at timestep `t`; on a guided step the result
+    /// still holds the unconditional half (see [`Denoiser::eps_from_output`]).
     pub fn forward(&self, x: &[f32], t: usize) -> Tensor<B, 4> {
         let config = self.model.config();
         let device = self.model.device();
-        let n = self.labels.len();
-        let x = match self.guidance {
-            Some(_) => [x, x].concat(),
-            None => x.to_vec(),
+        let (x, labels) = match self.guidance_at(t) {
+            Some(_) => ([x, x].concat(), &self.doubled),
+            None => (x.to_vec(), &self.labels),
         };
+        let n = labels.len();
         let (c, s) = (config.in_channels, config.input_size);
         let x = Tensor::<B, 4>::from_data(TensorData::new(x, [n, c, s, s]), &device);
         let t = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; n], [n]), &device);
-        let labels: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
+        let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
         let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), &device);
         self.model.forward(x, t, y)
     }
 
-    /// The sampler's noise from the network's output read back to the host.
-    pub fn eps_from_output(&self, output: Vec<f32>) -> Vec<f32> {
-        match self.guidance {
+    /// The sampler's noise from the network's output at timestep `t`, read back to the host.
+    pub fn eps_from_output(&self, output: Vec<f32>, t: usize) -> Vec<f32> {
+        match self.guidance_at(t) {
             Some(scale) => guidance::combine(&output, scale),
             None => output,
         }
@@ -117,7 +145,7 @@ impl<'a, B: Backend> Denoiser<'a, B> {
     /// `forward` + synchronous read-back + guidance (native backends only).
     pub fn eps(&self, x: &[f32], t: usize) -> Vec<f32> {
         let data = self.forward(x, t).into_data().convert::<f32>();
-        self.eps_from_output(data.into_vec::<f32>().expect("f32 output"))
+        self.eps_from_output(data.into_vec::<f32>().expect("f32 output"), t)
     }
 }
 
@@ -135,7 +163,7 @@ pub fn sample<B: Backend>(
     config: &SamplerConfig,
     on_step: impl FnMut(&StepInfo),
 ) -> Result<Vec<f32>, GenerateError> {
-    let denoiser = Denoiser::new(model, labels, config.guidance)?;
+    let denoiser = Denoiser::new(model, labels, config)?;
     Ok(sample_streams(
         &denoiser,
         schedule,
@@ -158,10 +186,10 @@ pub fn sample_batched<B: Backend>(
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<f32>, GenerateError> {
     // Every label and the guidance are checked before the first batch runs.
-    Denoiser::new(model, labels, config.guidance)?;
+    Denoiser::new(model, labels, config)?;
     let mut out = Vec::with_capacity(labels.len() * model.config().image_len());
     for (k, chunk) in labels.chunks(max_batch.max(1)).enumerate() {
-        let denoiser = Denoiser::new(model, chunk, config.guidance)?;
+        let denoiser = Denoiser::new(model, chunk, config)?;
         let first = k * max_batch.max(1);
         out.extend(sample_streams(
             &denoiser,

@@ -27,6 +27,9 @@ pub struct Request {
     /// Classifier-free guidance scale (1 = off).
     #[serde(default = "one")]
     pub cfg: f32,
+    /// Guide only the steps whose timestep lies in `[lo, hi]`; absent: every step.
+    #[serde(default)]
+    pub cfg_interval: Option<[usize; 2]>,
     #[serde(default)]
     pub seed: f64,
     /// DDIM's eta.
@@ -84,11 +87,19 @@ impl Request {
                 self.cfg
             ));
         }
+        if let Some([lo, hi]) = self.cfg_interval {
+            if lo > hi {
+                return Err(format!(
+                    "cfg_interval [{lo}, {hi}]: the first timestep must not be above the last"
+                ));
+            }
+        }
         Ok(SamplerConfig {
             kind,
             steps: self.steps,
             eta: self.eta,
             guidance: self.cfg,
+            guidance_interval: self.cfg_interval,
             clip_x0: false,
             seed: self.seed as u64,
         })

@@ -4,7 +4,9 @@ use crate::common;
 
 use common::*;
 use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};
-use dit_web::generate::{generate_pngs, resolve_labels, sample, sample_batched, GenerateError};
+use dit_web::generate::{
+    generate_pngs, resolve_labels, sample, sample_batched, Denoiser, GenerateError,
+};
 use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
 use dit_web::{Conditioning, Dit, Flavour, ScheduleConfig};
 
@@ -118,6 +120,49 @@ fn guidance_changes_the_result_and_needs_a_null_label() {
         |_| {}
     )
     .is_ok());
+}
+
+#[test]
+fn guidance_interval_guides_only_its_timesteps() {
+    let (model, _) = weights(true);
+    let labels = [1, 2];
+    let with = |interval: Option<[usize; 2]>, guidance: f32| SamplerConfig {
+        guidance_interval: interval,
+        ..cfg(SamplerKind::Ddpm, 8, guidance, 3)
+    };
+    let run =
+        |config: &SamplerConfig| sample(&model, &schedule(), &labels, config, |_| {}).unwrap();
+    let everywhere = run(&with(None, 3.0));
+    // An interval holding every timestep (T = 100) is no interval.
+    assert_eq!(run(&with(Some([0, 99]), 3.0)), everywhere);
+    // One holding none of them is no guidance.
+    let unguided = run(&with(None, 1.0));
+    assert_eq!(run(&with(Some([200, 300]), 3.0)), unguided);
+    // One holding some of them is neither.
+    let partial = run(&with(Some([30, 70]), 3.0));
+    assert!(max_abs_diff(&partial, &everywhere) > 1e-3);
+    assert!(max_abs_diff(&partial, &unguided) > 1e-3);
+
+    // Outside the interval the network runs on the requested images only.
+    let denoiser = Denoiser::new(&model, &labels, &with(Some([30, 70]), 3.0)).unwrap();
+    let x = vec![0.1; labels.len() * model.config().image_len()];
+    assert_eq!(denoiser.forward(&x, 50).dims()[0], 4);
+    assert_eq!(denoiser.forward(&x, 90).dims()[0], 2);
+    assert_eq!(denoiser.guidance_at(29), None);
+    assert_eq!(denoiser.guidance_at(70), Some(3.0));
+
+    let err = sample(
+        &model,
+        &schedule(),
+        &labels,
+        &with(Some([70, 30]), 3.0),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, GenerateError::BadGuidanceInterval(70, 30)),
+        "{err}"
+    );
 }
 
 #[test]

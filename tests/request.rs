@@ -23,6 +23,9 @@ fn a_minimal_request_takes_the_page_defaults() {
         (config.steps, config.eta, config.seed),
         (50, 0.5, (1 << 53) - 1)
     );
+    assert_eq!(config.guidance_interval, None);
+    let config = check(r#"{"labels": ["1"], "cfg": 3, "cfg_interval": [100, 399]}"#).unwrap();
+    assert_eq!(config.guidance_interval, Some([100, 399]));
     // DDPM over every timestep.
     assert_eq!(
         check(r#"{"labels": ["1"], "sampler": "ddpm", "steps": 0}"#)
@@ -69,6 +72,14 @@ fn every_bad_field_is_named_in_the_message() {
         (
             r#"{"labels": ["1"], "guidance": 3}"#.into(),
             "unknown field `guidance`",
+        ),
+        (
+            r#"{"labels": ["1"], "cfg_interval": [300, 100]}"#.into(),
+            "cfg_interval [300, 100]",
+        ),
+        (
+            r#"{"labels": ["1"], "cfg_interval": [100]}"#.into(),
+            "bad request",
         ),
         (r#"{"labels": "1"}"#.into(), "bad request"),
         ("[1, 2]".into(), "bad request"),

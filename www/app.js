@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const form = $("controls");
 const ui = {
   model: $("model"), labels: $("labels"), batch: $("batch"), sampler: $("sampler"),
-  steps: $("steps"), cfg: $("cfg"), seed: $("seed"), preview: $("preview"),
+  steps: $("steps"), cfg: $("cfg"), cfgi: $("cfgi"), seed: $("seed"), preview: $("preview"),
   generate: $("generate"), download: $("download"), permalink: $("permalink"),
   progress: $("progress"), status: $("status"), error: $("error"), canvas: $("canvas"),
   stats: $("stats"), info: $("model-info"), why: $("model-why"),
@@ -48,6 +48,14 @@ function selectedLabels() {
   return [...ui.labels.querySelectorAll("button[aria-pressed=true]")].map((b) => b.dataset.label);
 }
 
+/** The "guided t" box: "" (every step) or "lo-hi" -> [lo, hi]; throws on anything else. */
+function guidanceInterval(text) {
+  if (!text.trim()) return undefined;
+  const match = text.match(/^\s*(\d+)\s*[-,]\s*(\d+)\s*$/);
+  if (!match) throw new Error(`guided t: "${text}" is not a range of timesteps like 100-399 (empty: every step)`);
+  return [Number(match[1]), Number(match[2])];
+}
+
 function request() {
   const perLabel = Math.max(1, Math.min(16, Number(ui.batch.value) || 1));
   const labels = selectedLabels().flatMap((l) => Array(perLabel).fill(l));
@@ -56,6 +64,7 @@ function request() {
     sampler: ui.sampler.value,
     steps: Number(ui.steps.value),
     cfg: Number(ui.cfg.value),
+    cfg_interval: guidanceInterval(ui.cfgi.value),
     seed: Number(ui.seed.value),
     preview: ui.preview.checked,
   };
@@ -72,12 +81,13 @@ function permalink() {
     seed: ui.seed.value,
     run: "1",
   });
+  if (ui.cfgi.value.trim()) p.set("cfgi", ui.cfgi.value.trim());
   if (params.get("backend")) p.set("backend", params.get("backend"));
   return `${location.pathname}?${p}`;
 }
 
 /** The sampler settings a model card can start the page with (box id -> card key). */
-const CARD_SETTINGS = { sampler: "sampler", steps: "steps", cfg: "guidance" };
+const CARD_SETTINGS = { sampler: "sampler", steps: "steps", cfg: "guidance", cfgi: "guidance_interval" };
 
 /** Loads a model and starts the sampler boxes at its card's settings, except those in `keep`
  *  (ids whose values came from the URL). */
@@ -97,7 +107,10 @@ async function selectModel(name, labels, keep = new Set()) {
     card.quality, card.speed,
   ].filter(Boolean).join(" · ");
   for (const [id, key] of Object.entries(CARD_SETTINGS)) {
-    if (card[key] !== undefined && !keep.has(id)) ui[id].value = String(card[key]);
+    if (keep.has(id)) continue;
+    // A card without an interval guides every step: clear what the previous model's card set.
+    if (id === "cfgi") ui.cfgi.value = card[key] ? card[key].join("-") : "";
+    else if (card[key] !== undefined) ui[id].value = String(card[key]);
   }
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
   ui.generate.disabled = false;
@@ -106,7 +119,13 @@ async function selectModel(name, labels, keep = new Set()) {
 
 async function generate() {
   if (busy) return;
-  const req = request();
+  let req;
+  try {
+    req = request();
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
   if (!req.labels.length) {
     showError("pick at least one label");
     return;
@@ -198,7 +217,7 @@ async function main() {
     ui.model.value = picked.name;
     ui.why.textContent = picked.why;
   }
-  for (const key of ["batch", "sampler", "steps", "cfg", "seed"]) {
+  for (const key of ["batch", "sampler", "steps", "cfg", "cfgi", "seed"]) {
     if (params.has(key)) ui[key].value = params.get(key);
   }
   const labels = params.get("labels")?.split(/[ ,]+/).filter(Boolean);

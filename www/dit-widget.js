@@ -5,8 +5,8 @@
 //
 // Attributes: model (a name from models.json; default: the largest MNIST model on WebGPU, the
 // smallest on the CPU fallback), labels (names, space or comma separated), and the sampler:
-// sampler (dpm++ | ddim | ddpm), steps, cfg (guidance); each defaults to the model card's in
-// models.json, else dpm++, 20 and 3,
+// sampler (dpm++ | ddim | ddpm), steps, cfg (guidance), cfg-interval (the timesteps guided,
+// "lo hi", or "all"); each defaults to the model card's in models.json, else dpm++, 20, 3 and all,
 // seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
 // that. All widgets on a page share one worker and one copy of each model's weights.
@@ -37,7 +37,7 @@ const template = `
 </figure>`;
 
 class DitGenerate extends HTMLElement {
-  static observedAttributes = ["labels", "steps", "seed", "cfg", "sampler", "model"];
+  static observedAttributes = ["labels", "steps", "seed", "cfg", "cfg-interval", "sampler", "model"];
 
   constructor() {
     super();
@@ -75,6 +75,18 @@ class DitGenerate extends HTMLElement {
     return (this.getAttribute("labels") || "0").split(/[ ,]+/).filter(Boolean);
   }
 
+  /** The guided timesteps: `cfg-interval="100 399"`, else the card's; `all` or none: every step. */
+  #interval(card) {
+    const text = this.getAttribute("cfg-interval");
+    if (text === null) return card.guidance_interval;
+    if (text.trim() === "all") return undefined;
+    const bounds = text.split(/[ ,-]+/).filter(Boolean).map(Number);
+    if (bounds.length !== 2 || !bounds.every(Number.isInteger)) {
+      throw new Error(`cfg-interval="${text}": expected two timesteps, e.g. "100 399"`);
+    }
+    return bounds;
+  }
+
   /** Generates; `fresh` draws a new seed (the button after the first run). */
   async generate(fresh) {
     if (this.running) return;
@@ -102,6 +114,7 @@ class DitGenerate extends HTMLElement {
         steps: Number(this.getAttribute("steps") || card.steps || 20),
         sampler: this.getAttribute("sampler") || card.sampler || "dpm++",
         cfg: Number(this.getAttribute("cfg") || card.guidance || 3),
+        cfg_interval: this.#interval(card),
         seed: Number(this.getAttribute("seed") || 0),
         preview: true,
       };

@@ -186,8 +186,7 @@ async fn sample<B: Backend>(
     request: &Request,
     on_step: Option<&Function>,
 ) -> Result<Vec<f32>, String> {
-    let denoiser =
-        Denoiser::new(model, ids, config.guidance).map_err(|e: GenerateError| e.to_string())?;
+    let denoiser = Denoiser::new(model, ids, config).map_err(|e: GenerateError| e.to_string())?;
     let mut sampler = Sampler::new(schedule, config, ids.len(), model.config().image_len());
     while let Some(t) = sampler.timestep() {
         // Where a step's time goes (`timing` in the progress object, the bench page's profile):
@@ -204,7 +203,7 @@ async fn sample<B: Backend>(
             .into_vec::<f32>()
             .map_err(|e| format!("network output: {e:?}"))?;
         let read = now_ms();
-        let x0 = sampler.advance(&denoiser.eps_from_output(output));
+        let x0 = sampler.advance(&denoiser.eps_from_output(output, t));
         let updated = now_ms();
         if let Some(callback) = on_step {
             let progress = Object::new();

@@ -57,8 +57,9 @@ export async function openPage(context) {
   return { page, problems };
 }
 
-/** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded. */
-export function reference({ model, weights = weightsOf(model), labels, steps, seed, sampler = "dpm++", cfg = 1 }) {
+/** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded;
+ *  `cfgInterval` ([lo, hi]) guides only those timesteps. */
+export function reference({ model, weights = weightsOf(model), labels, steps, seed, sampler = "dpm++", cfg = 1, cfgInterval }) {
   const out = mkdtempSync(join(tmpdir(), "dit-web-ref-"));
   try {
     // TRAINER=path/to/trainer uses a built binary instead of `cargo run`.
@@ -68,6 +69,7 @@ export function reference({ model, weights = weightsOf(model), labels, steps, se
     const args = [
       ...prefix, "generate", "--weights", weights, "--labels", ...labels,
       "--sampler", sampler, "--steps", String(steps), "--seed", String(seed), "--cfg", String(cfg),
+      ...(cfgInterval ? ["--cfg-interval", cfgInterval.join(",")] : []),
       "--out", out,
     ];
     const run = spawnSync(command, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });

@@ -19,7 +19,8 @@ after(() => server.close());
 
 /** Opens the page with URL parameters that start a generation, waits for it, downloads the PNG. */
 async function generateOnPage(page, query) {
-  await page.goto(`${base}index.html?${new URLSearchParams({ ...query, run: "1" })}`);
+  // No `cfgi` in the query: every step guided, not the model card's interval.
+  await page.goto(`${base}index.html?${new URLSearchParams({ cfgi: "", ...query, run: "1" })}`);
   return { png: await downloadWhenDone(page), stats: await page.locator("#stats").textContent() };
 }
 
@@ -51,6 +52,7 @@ async function assertCardSettings(page, model) {
   assert.equal(await page.locator("#sampler").inputValue(), card.sampler ?? "dpm++", `${model}: sampler`);
   assert.equal(Number(await page.locator("#steps").inputValue()), card.steps ?? 20, `${model}: steps`);
   assert.equal(Number(await page.locator("#cfg").inputValue()), card.guidance ?? 3, `${model}: guidance`);
+  assert.equal(await page.locator("#cfgi").inputValue(), card.guidance_interval?.join("-") ?? "", `${model}: guided t`);
 }
 
 describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
@@ -99,9 +101,12 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const { page, problems } = await openPage(chrome.context);
     assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), false,
       "this browser must have no WebGPU adapter for the fallback test");
-    const request = { model: "mnist-cpu", labels: ["0", "4", "9"], steps: 10, seed: 5, sampler: "dpm++", cfg: 2 };
+    // Guidance on part of the steps only (the guided t box, from the URL).
+    const request = {
+      model: "mnist-cpu", labels: ["0", "4", "9"], steps: 10, seed: 5, sampler: "dpm++", cfg: 2, cfgInterval: [100, 300],
+    };
     const { png, stats } = await generateOnPage(page, {
-      model: "mnist-cpu", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2",
+      model: "mnist-cpu", labels: "0,4,9", batch: "1", steps: "10", seed: "5", sampler: "dpm++", cfg: "2", cfgi: "100-300",
     });
     assert.match(stats, /backend cpu/);
     assert.match(stats, /backend cpu \(burn-flex/, "the stats name the CPU library");
@@ -109,6 +114,15 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
     assert.ok(spread(png) > 20, "the images are not blank");
+    // A guided-t range that is not one is refused (the box's pattern: the browser says so), and nothing runs.
+    await page.fill("#cfgi", "300-");
+    await page.click("#generate");
+    assert.equal(await page.locator("#cfgi").evaluate((el) => el.validity.patternMismatch), true);
+    assert.equal(await page.evaluate(() => document.body.dataset.state), "done");
+    await page.fill("#cfgi", "300-100");
+    await page.click("#generate");
+    await page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: TIMEOUT });
+    assert.match(await page.locator("#error").textContent(), /cfg_interval \[300, 100\]: the first timestep must not be above the last/);
     assert.deepEqual(problems, []);
   });
 
@@ -148,7 +162,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const png = await canvasPng(pi);
     const diff = maxDifference(png, reference({
       model: "mnist-cpu", labels: ["3", "1", "4"], steps: 20, seed: 0,
-      sampler: small.sampler ?? "dpm++", cfg: small.guidance ?? 3,
+      sampler: small.sampler ?? "dpm++", cfg: small.guidance ?? 3, cfgInterval: small.guidance_interval,
     }));
     t.diagnostic(`max difference to trainer generate: ${diff}/255`);
     assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
@@ -160,7 +174,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const second = await canvasPng(page.locator("#e"));
     const diffLarge = maxDifference(second, reference({
       model: "mnist", labels: ["2", "7", "1", "8"], steps: 10, seed: 7,
-      sampler: cards.mnist.sampler ?? "dpm++", cfg: cards.mnist.guidance ?? 3,
+      sampler: cards.mnist.sampler ?? "dpm++", cfg: cards.mnist.guidance ?? 3, cfgInterval: cards.mnist.guidance_interval,
     }));
     t.diagnostic(`max difference to trainer generate (model="mnist"): ${diffLarge}/255`);
     assert.ok(diffLarge <= TOLERANCE, `max pixel difference ${diffLarge} > ${TOLERANCE}`);

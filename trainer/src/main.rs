@@ -335,6 +335,13 @@ struct SamplerArgs {
     /// Classifier-free guidance scale (1 = off).
     #[arg(long, default_value_t = 1.0)]
     cfg: f32,
+    /// Guide only the steps whose timestep t lies in LO..=HI (e.g. `100,399`); the other steps
+    /// run the network once, on half the images. Default: every step.
+    #[arg(long, value_name = "LO,HI", value_parser = parse_interval)]
+    cfg_interval: Option<[usize; 2]>,
+    /// Clamp each step's prediction of the clean image to [-1, 1] (static thresholding).
+    #[arg(long)]
+    clip_x0: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Images per network call: larger requests run as several batches with the same images.
@@ -351,6 +358,8 @@ impl SamplerArgs {
             kind: self.sampler,
             steps: self.steps,
             guidance: self.cfg,
+            guidance_interval: self.cfg_interval,
+            clip_x0: self.clip_x0,
             seed: self.seed,
             ..Default::default()
         }
@@ -411,6 +420,16 @@ struct ExportArgs {
     quant: Quantization,
     #[arg(long)]
     out: PathBuf,
+}
+
+fn parse_interval(s: &str) -> Result<[usize; 2], String> {
+    let bad =
+        || format!("`{s}` is not an interval of timesteps LO,HI with LO <= HI (e.g. 100,399)");
+    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    match (lo.trim().parse::<usize>(), hi.trim().parse::<usize>()) {
+        (Ok(lo), Ok(hi)) if lo <= hi => Ok([lo, hi]),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {

@@ -141,6 +141,8 @@ fn train_resume_export_generate() {
         "4",
         "--cfg",
         "2",
+        "--cfg-interval",
+        "1,60",
         "--out",
         out.to_str().unwrap(),
     ]));
@@ -251,7 +253,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -322,6 +324,18 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
                 "0",
             ],
             "--batch",
+        ),
+        (
+            &[
+                "generate",
+                "--weights",
+                "x",
+                "--labels",
+                "1",
+                "--cfg-interval",
+                "300,100",
+            ],
+            "`300,100` is not an interval of timesteps LO,HI with LO <= HI",
         ),
         // This build has no CUDA: one line that says how to get it.
         #[cfg(not(feature = "cuda"))]

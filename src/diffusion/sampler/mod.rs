@@ -69,6 +69,10 @@ pub struct SamplerConfig {
     pub eta: f64,
     /// Classifier-free guidance scale; 1 disables guidance (no unconditional pass).
     pub guidance: f32,
+    /// Guide only the steps whose timestep lies in `[lo, hi]` (Kynkäänniemi et al. 2024,
+    /// "Applying guidance in a limited interval"); the other steps run the conditional network
+    /// alone, on half the images. `None`: every step is guided.
+    pub guidance_interval: Option<[usize; 2]>,
     /// Clamp the predicted clean image to [-1, 1] at every step.
     pub clip_x0: bool,
     pub seed: u64,
@@ -81,6 +85,7 @@ impl Default for SamplerConfig {
             steps: 20,
             eta: 0.0,
             guidance: 1.0,
+            guidance_interval: None,
             clip_x0: false,
             seed: 0,
         }
