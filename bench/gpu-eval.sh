@@ -9,7 +9,8 @@
 #     DATA=../shared/data/mnist bench/gpu-eval.sh /tmp/dry                     # logic check here
 #
 # Environment: TRAINER, DATA (the four MNIST files), BACKEND (default cuda), PER_CLASS (100),
-# GUIDANCES ("1 2 3 5"), SAMPLER and SAMPLER_STEPS (dpm++, 20), BATCH (images per network call, 200),
+# GUIDANCES ("1 2 3 5"), SAMPLER and SAMPLER_STEPS (dpm++, 20), CFG_INTERVAL (LO,HI: guide only
+# those timesteps; default every step), BATCH (images per network call, 200),
 # CLASSIFIER (a `trainer classifier` file; trained into OUT first when absent, about a minute on
 # 16 cores), F16 (the
 # large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
@@ -28,6 +29,8 @@ guidances=${GUIDANCES:-1 2 3 5}
 batch=${BATCH:-200}
 sampler=${SAMPLER:-dpm++}
 steps=${SAMPLER_STEPS:-20}
+interval=()
+[ -n "${CFG_INTERVAL:-}" ] && interval=(--cfg-interval "$CFG_INTERVAL")
 f16=${F16:-$root/../shared/runs/mnist-h200/mnist-f16.safetensors}
 [ -x "$trainer" ] || { echo "no trainer binary at $trainer" >&2; exit 1; }
 
@@ -63,7 +66,7 @@ for g in $guidances; do
   left=$(( ${DEADLINE:-$(( started + 100000 ))} - started ))
   if [ "$left" -lt 20 ]; then echo "guidance $g: skipped, out of time"; continue; fi
   timeout "$left" "$trainer" eval --weights "${weights[@]}" --data "$data" \
-    --classifier "$classifier" --sampler "$sampler" --steps "$steps" --cfg "$g" \
+    --classifier "$classifier" --sampler "$sampler" --steps "$steps" --cfg "$g" "${interval[@]}" \
     --per-class "$per_class" --batch "$batch" \
     --backend "$backend" --json "$out/eval-cfg$g.json" > "$out/eval-cfg$g.log" 2>&1 ||
     echo "guidance $g: failed or stopped (rc $?)"

@@ -31,14 +31,18 @@ STAGES="sample torch" BACKENDS="${SPEED_BACKENDS:-wgpu cuda}" BF16=0 \
   DEADLINE=$(( deadline - ${STUDY_RESERVE:-200} )) "$root/bench/gpu.sh" "$out/speed"
 
 # 3. The sampler study: the shipped files under ancestral DDPM at fewer steps and guidances.
-# STUDY: "sampler steps guidance files; ..." (files: M for mnist, S for mnist-cpu, M,S for both).
+# STUDY: "sampler steps guidance files [lo,hi]; ..." (files: M for mnist, S for mnist-cpu, M,S for
+# both; lo,hi: guide only those timesteps). The default: guidance on part of the steps for mnist
+# (session 11 measured it for mnist-cpu on the CPU; docs/eval-guidance-interval.json). Needs a
+# trainer built from session 11 on (--cfg-interval).
 M=$root/www/weights/mnist.safetensors; S=$root/www/weights/mnist-cpu.safetensors
-IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 1.5 M;ddpm 20 1.25 M;ddpm 100 1 M,S;ddpm 100 1.5 M,S;ddpm 50 1.25 M;ddpm 100 2 M,S;ddpm 20 2 S;ddpm 20 3 S}"
+IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 3 M 0,330;ddpm 20 2 M 0,330;ddpm 20 2 M 0,250;ddpm 20 1.5 M 0,330;ddpm 20 4 M 0,250;ddpm 20 1.25 M;ddpm 20 3 S 0,300;ddpm 20 4 S 0,250}"
 for spec in "${specs[@]}"; do
   set -- $spec
   files=(); [[ $4 == *M* ]] && files+=("$M"); [[ $4 == *S* ]] && files+=("$S")
-  SAMPLER=$1 SAMPLER_STEPS=$2 GUIDANCES=$3 WEIGHTS="${files[*]}" BATCH=1000 DEADLINE=$deadline \
-    "$root/bench/gpu-eval.sh" "$out/study/$1-$2-g$3" > "$out/study/$1-$2-g$3.log" 2>&1
-  tail -n "${#files[@]}" "$out/study/$1-$2-g$3.log"
+  name=$1-$2-g$3${5:+-t${5/,/-}}
+  SAMPLER=$1 SAMPLER_STEPS=$2 GUIDANCES=$3 CFG_INTERVAL=${5:-} WEIGHTS="${files[*]}" BATCH=1000 \
+    DEADLINE=$deadline "$root/bench/gpu-eval.sh" "$out/study/$name" > "$out/study/$name.log" 2>&1
+  tail -n "${#files[@]}" "$out/study/$name.log"
 done
 rm -f "$out"/sweep/*.safetensors
