@@ -6,25 +6,27 @@
 // loaded (`dit:model-loaded`) and the digit was on the canvas (`dit:first-image`), in ms from the
 // start of navigation. The page's defaults otherwise: sampler, steps and guidance from the model's
 // card (www/weights/<model>.card.json). Prints JSON.
-// MODELS=mnist-cpu,mnist BACKENDS=cpu,webgpu RUNS=3 change the sweep.
+// MODELS=mnist-cpu,mnist BACKENDS=cpu,webgpu RUNS=3 change the sweep; QUERIES=";cfgi=" adds
+// variants of the page's URL (here: the card's settings, then every step guided), run in turn.
 
 import { launch, startServer } from "./harness.mjs";
 
 const models = (process.env.MODELS || "mnist-cpu,mnist").split(",");
 const backends = (process.env.BACKENDS || "cpu,webgpu").split(",");
 const runs = Number(process.env.RUNS || 3);
+const variants = (process.env.QUERIES ?? "").split(";");
 
 const { server, base } = await startServer();
 const results = [];
 try {
   for (const backend of backends) {
     for (const model of models) {
-      for (let run = 0; run < runs; run++) {
+      for (let run = 0; run < runs; run++) for (const variant of variants) {
         // A new profile each time: a cold cache is the point.
         const chrome = await launch({ webgpu: backend === "webgpu" });
         try {
           const page = await chrome.context.newPage();
-          const query = new URLSearchParams({ model, labels: "7", backend, run: "1" });
+          const query = new URLSearchParams({ model, labels: "7", backend, run: "1", ...Object.fromEntries(new URLSearchParams(variant)) });
           await page.goto(`${base}index.html?${query}`);
           await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state),
             null, { timeout: 600_000 });
@@ -33,7 +35,7 @@ try {
           const marks = await page.evaluate(() => Object.fromEntries(
             performance.getEntriesByType("mark").map((m) => [m.name.replace("dit:", ""), Math.round(m.startTime)])));
           const stats = await page.locator("#stats").textContent();
-          const row = { backend, model, run, ...marks, stats };
+          const row = { backend, model, run, ...(variant ? { variant } : {}), ...marks, stats };
           console.error(JSON.stringify(row));
           results.push(row);
         } finally {
