@@ -10,10 +10,9 @@
 #
 # Environment: TRAINER, DATA (the four MNIST files), BACKEND (default cuda), PER_CLASS (100),
 # GUIDANCES ("1 2 3 5"), SAMPLER and SAMPLER_STEPS (dpm++, 20), CFG_INTERVAL (LO,HI: guide only
-# those timesteps; default every step), BATCH (images per network call, 200),
-# CLASSIFIER (a `trainer classifier` file; trained into OUT first when absent, about a minute on
-# 16 cores), F16 (the
-# large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
+# those timesteps; default every step), BATCH (images per network call, 200), CLASSIFIER (a
+# `trainer classifier` file; trained into OUT first when absent, about a minute on 16 cores), F16
+# (the large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
 # (the weight files to score, space-separated, instead of the list above), DEADLINE (a time in
 # seconds since 1970 after which no eval runs; one still running then is stopped).
 # Writes OUT/eval-cfgG.json per guidance and OUT/eval-sweep.json (all rows, tagged).
