@@ -223,6 +223,11 @@ struct TrainArgs {
     /// same network) instead of a random draw; optimizer, schedule and EMA start afresh.
     #[arg(long, value_name = "FILE")]
     init_weights: Option<PathBuf>,
+    /// Train for about this many seconds: after 100 steps (50 untimed, 50 timed) the schedule is
+    /// shortened to the steps that fit the rest of the budget at the measured speed, so the
+    /// cosine still ends at 0; --steps stays the most. run.json records the steps chosen.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    time_budget: Option<f64>,
 }
 
 /// Changes to the preset's network (train, bench, lr-find, check-step); run.json and the exported
@@ -300,6 +305,7 @@ impl TrainArgs {
             sample_every: self.sample_every.unwrap_or(d.sample_every),
             spike_factor: self.spike_factor.unwrap_or(d.spike_factor),
             init_weights: self.init_weights.clone(),
+            time_budget: self.time_budget,
         }
     }
 }
@@ -436,6 +442,13 @@ fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{s}` is not a positive whole number")),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }
 

@@ -195,6 +195,7 @@ mod tests {
             sample_every: 0,
             spike_factor: 10.0,
             init_weights: None,
+            time_budget: None,
         }
     }
 

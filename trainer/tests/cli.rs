@@ -253,7 +253,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -336,6 +336,18 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
                 "300,100",
             ],
             "`300,100` is not an interval of timesteps LO,HI with LO <= HI",
+        ),
+        (
+            &[
+                "train",
+                "--time-budget",
+                "0",
+                "--data",
+                ".",
+                "--run",
+                "/tmp/x",
+            ],
+            "`0` is not a positive number of seconds",
         ),
         // This build has no CUDA: one line that says how to get it.
         #[cfg(not(feature = "cuda"))]

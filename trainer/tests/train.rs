@@ -44,6 +44,7 @@ fn config(steps: u64) -> TrainConfig {
         sample_every: 0,
         spike_factor: 100.0,
         init_weights: None,
+        time_budget: None,
     }
 }
 
@@ -363,4 +364,55 @@ fn a_run_can_start_from_a_weight_file_of_the_same_network() {
         err.to_string().contains("not the one this run trains"),
         "{err}"
     );
+}
+
+#[test]
+fn a_time_budget_fits_the_schedule_and_keeps_its_last_step() {
+    // (The timing rules themselves are unit-tested on synthetic clocks in train/budget.rs.)
+    let (_d, data) = data();
+    let most = 1_000_000;
+    let timed = |budget: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            time_budget: Some(budget),
+            checkpoint_every: 1_000,
+            ..config(most)
+        };
+        let outcome = train_tiny(&config, &data, dir.path(), false).unwrap();
+        let run = RunDir::new(dir.path());
+        let recorded = run.read_config().unwrap().train;
+        let latest = run.latest_checkpoint().unwrap();
+        let state = checkpoint::load_state(&latest).unwrap();
+        let metrics = trainer::report::metrics::read(&dir.path().join("metrics.jsonl")).unwrap();
+        (outcome, recorded, state.step, metrics, dir)
+    };
+
+    // A budget spent by the first step: one step, and the checkpoint and run.json say so.
+    let (outcome, recorded, saved, metrics, _dir) = timed(1e-6);
+    assert_eq!(outcome.final_step, 1);
+    assert_eq!((recorded.steps, recorded.lr.total, saved), (1, 1, 1));
+    assert_eq!(metrics.len(), 1);
+
+    // A budget of a few seconds: far fewer steps than --steps, the schedule cut to them (every
+    // learning rate after the cut is the shortened cosine's, ending near 0), all kept.
+    let (outcome, recorded, saved, metrics, _dir) = timed(4.0);
+    let end = outcome.final_step;
+    assert!((2..most).contains(&end), "stopped at {end}");
+    assert_eq!((recorded.steps, recorded.lr.total, saved), (end, end, end));
+    assert_eq!(metrics.len() as u64, end);
+    // Past the warm-up, each step's rate is the long schedule's until the cut (at step 100 at the
+    // latest) and the short one's from there on.
+    let (long, short) = (config(most).lr, recorded.lr);
+    let on = |m: &trainer::report::metrics::MetricsRow, s: &LrSchedule| {
+        (m.lr - s.lr(m.step - 1)).abs() <= 1e-12
+    };
+    let after_warmup = || metrics.iter().filter(|m| m.step > short.warmup + 1);
+    let cut = after_warmup()
+        .take_while(|m| on(m, &long) && !on(m, &short))
+        .count();
+    assert!(cut <= 100, "cut after {cut} steps past the warm-up");
+    assert!(after_warmup().skip(cut).all(|m| on(m, &short)));
+    assert!(after_warmup().skip(cut).count() > 0);
+    let schedule = short;
+    assert!(metrics.last().unwrap().lr < 0.05 * schedule.max_lr);
 }

@@ -1,6 +1,7 @@
 //! The training loop: epsilon-prediction MSE at uniform timesteps, AdamW with warmup + cosine,
 //! EMA after every step, step-level checkpoints that resume exactly.
 
+pub mod budget;
 pub mod check;
 pub mod checkpoint;
 pub mod ema;
@@ -50,6 +51,11 @@ pub struct TrainConfig {
     /// alike, instead of a random draw: training continued with a fresh optimizer and schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_weights: Option<PathBuf>,
+    /// Seconds this call may train: once its speed is measured the schedule's total is cut to
+    /// the steps that fit the rest (`steps` stays the most), so the cosine ends inside the
+    /// budget ([`budget`]). run.json then records the steps chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget: Option<f64>,
 }
 
 impl TrainConfig {
@@ -80,6 +86,7 @@ impl TrainConfig {
             sample_every: 1000,
             spike_factor: 10.0,
             init_weights: None,
+            time_budget: None,
         }
     }
 }
@@ -187,6 +194,12 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
         optim = checkpoint::load_optimizer(&dir, optim, device)?;
     }
     run.write_config(run_config)?;
+    // The schedule this call trains to: `config`'s, or shorter under a time budget.
+    let mut total = config.steps;
+    let mut lr_schedule = config.lr;
+    let mut time_budget = config
+        .time_budget
+        .map(|seconds| budget::TimeBudget::new(seconds, Instant::now(), state.step));
     let metrics_file = run.metrics_file();
     let mut metrics = Metrics::open(&metrics_file).map_err(io(&metrics_file))?;
 
@@ -201,10 +214,32 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             .latest_checkpoint()
             .map(|d| d.display().to_string())
             .unwrap_or_else(|_| "none (no checkpoint yet)".into());
+        let mut saved_at = state.step;
 
-        while state.step < config.steps {
+        while state.step < total {
             let started = Instant::now();
             let step = state.step;
+            if let Some(fitted) = time_budget
+                .as_mut()
+                .and_then(|b| b.before_step(step, started, config.steps))
+            {
+                total = fitted;
+                lr_schedule.total = total;
+                let mut recorded = run_config.clone();
+                recorded.train.steps = total;
+                recorded.train.lr.total = total;
+                run.write_config(&recorded)?;
+                eprintln!(
+                    "time budget {:?}: training to step {total}",
+                    time_budget
+                        .as_ref()
+                        .map(|b| b.duration())
+                        .unwrap_or_default()
+                );
+                if step >= total {
+                    break; // the budget is spent: the checkpoint below keeps this step
+                }
+            }
             let batch = step::Batch::<B>::draw(
                 &mut loader,
                 &mut rng,
@@ -214,7 +249,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 config.label_dropout,
                 device,
             );
-            let lr = config.lr.lr(step);
+            let lr = lr_schedule.lr(step);
             let (next, loss_value, grad_norm) = step::optimizer_step(
                 model,
                 &mut optim,
@@ -251,7 +286,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             metrics.append(&row).map_err(io(&metrics_file))?;
             on_step(&row);
 
-            let at_end = state.step == config.steps;
+            let at_end = state.step == total;
             if config.sample_every > 0 && (state.step.is_multiple_of(config.sample_every) || at_end)
             {
                 crate::report::samples::write_grid(
@@ -273,7 +308,14 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 state.last_loss = average;
                 let dir = checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
                 last_good = dir.display().to_string();
+                saved_at = state.step;
             }
+        }
+        if saved_at != state.step {
+            state.rng = rng.state();
+            state.loader = loader.state();
+            state.last_loss = average;
+            checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
         }
         let (count, reasons) = loader.skipped();
         Ok(TrainOutcome {
