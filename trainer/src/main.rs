@@ -223,9 +223,10 @@ struct TrainArgs {
     /// same network) instead of a random draw; optimizer, schedule and EMA start afresh.
     #[arg(long, value_name = "FILE")]
     init_weights: Option<PathBuf>,
-    /// Train for about this many seconds: after 100 steps (50 untimed, 50 timed) the schedule is
-    /// shortened to the steps that fit the rest of the budget at the measured speed, so the
-    /// cosine still ends at 0; --steps stays the most. run.json records the steps chosen.
+    /// Train for about this many seconds: after 100 steps (50 untimed, 50 timed; on a slow
+    /// machine a tenth of the budget each) the schedule is shortened to the steps that fit the
+    /// rest of the budget at the measured speed, so the cosine still ends at 0; --steps stays the
+    /// most. run.json records the steps chosen.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     time_budget: Option<f64>,
 }
