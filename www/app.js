@@ -101,7 +101,9 @@ async function selectModel(name, labels, keep = new Set()) {
   ui.info.textContent = [
     `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
       `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
-      `trained ${meta.step.toLocaleString()} steps`,
+      // A card says how a model was trained when the file's step count does not tell it all
+      // (a run continued from another run's weights counts its steps from 0).
+      card.trained ?? `trained ${meta.step.toLocaleString()} steps`,
     // The block design and flavour the file was trained with (README: conditioning).
     `${meta.model.conditioning} conditioning${meta.model.flavour === "paper" ? ", paper flavour" : ""}`,
     card.quality, card.speed,

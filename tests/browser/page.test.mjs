@@ -53,6 +53,9 @@ async function assertCardSettings(page, model) {
   assert.equal(Number(await page.locator("#steps").inputValue()), card.steps ?? 20, `${model}: steps`);
   assert.equal(Number(await page.locator("#cfg").inputValue()), card.guidance ?? 3, `${model}: guidance`);
   assert.equal(await page.locator("#cfgi").inputValue(), card.guidance_interval?.join("-") ?? "", `${model}: guided t`);
+  const info = await page.locator("#model-info").textContent();
+  if (card.trained) assert.ok(info.includes(card.trained), `${model}: the card's training story in "${info}"`);
+  else assert.ok(info.includes(`trained ${card.step.toLocaleString("en-US")} steps`), `${model}: step in "${info}"`);
 }
 
 describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
