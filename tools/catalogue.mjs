@@ -6,6 +6,10 @@
 // labels, size in bytes, parameter count, tokens per image, training step, quantization. An
 // optional `<name>.card.json` beside the file adds what the file cannot say: measured quality and
 // speed (with where they were measured) and the guidance the page should start with.
+//
+// Each URL carries the first 12 hex digits of the file's SHA-256 (`?v=`): the worker caches
+// weights by URL, so a new file under the same name reaches returning visitors.
+import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 
 const dir = new URL("../www/weights/", import.meta.url);
@@ -47,7 +51,7 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith(".safetensors")).so
   const dataset = DATASETS[meta.dataset] ?? `${meta.dataset} (${meta.labels.join(", ")})`;
   catalogue[name] = {
     title: `${dataset}: patch ${m.patch_size}, width ${m.hidden_size}, ${millions(params)} parameters`,
-    url: `weights/${file}`,
+    url: `weights/${file}?v=${createHash("sha256").update(bytes).digest("hex").slice(0, 12)}`,
     dataset: meta.dataset,
     bytes: bytes.length,
     params,

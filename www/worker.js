@@ -31,6 +31,20 @@ async function newSession() {
   return DitSession.create(backend);
 }
 
+/** Deletes the cached copies of a versioned file (models.json names each version of a shipped
+ *  file by its hash, `?v=`; tools/catalogue.mjs) under other versions, or under none (caches
+ *  made before versions), so a replaced file does not linger. Other URLs are left alone. */
+async function forgetOtherVersions(cache, url) {
+  const target = new URL(url, self.location.href);
+  if (!target.searchParams.has("v")) return;
+  for (const request of await cache.keys()) {
+    const cached = new URL(request.url);
+    const sameFile = cached.origin === target.origin && cached.pathname === target.pathname;
+    const versioned = cached.search === "" || cached.searchParams.has("v");
+    if (sameFile && versioned && cached.href !== target.href) await cache.delete(request);
+  }
+}
+
 /** Fetches weights once: from the Cache API when present, else the network with progress. */
 async function fetchWeights(model, url) {
   let cache = null;
@@ -65,6 +79,7 @@ async function fetchWeights(model, url) {
     // Not awaited: storing the copy is not on the way to the first image.
     cache
       .put(url, new Response(bytes.slice(), { headers: { "content-type": "application/octet-stream" } }))
+      .then(() => forgetOtherVersions(cache, url))
       .catch(() => {});
   }
   return bytes;

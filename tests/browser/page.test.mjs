@@ -53,6 +53,10 @@ async function assertCardSettings(page, model) {
   assert.equal(Number(await page.locator("#steps").inputValue()), card.steps ?? 20, `${model}: steps`);
   assert.equal(Number(await page.locator("#cfg").inputValue()), card.guidance ?? 3, `${model}: guidance`);
   assert.equal(await page.locator("#cfgi").inputValue(), card.guidance_interval?.join("-") ?? "", `${model}: guided t`);
+  // Every box the card filled holds a value the form accepts (e.g. within the guidance box's step).
+  for (const id of ["sampler", "steps", "cfg", "cfgi"]) {
+    assert.ok(await page.locator(`#${id}`).evaluate((e) => e.validity.valid), `${model}: #${id} is valid`);
+  }
   const info = await page.locator("#model-info").textContent();
   if (card.trained) assert.ok(info.includes(card.trained), `${model}: the card's training story in "${info}"`);
   else assert.ok(info.includes(`trained ${card.step.toLocaleString("en-US")} steps`), `${model}: step in "${info}"`);
@@ -265,6 +269,48 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
       assert.ok(spread(png) > 20, `${design}: the images are not blank`);
     }
     assert.deepEqual(problems, []);
+  });
+
+  test("a replaced weight file reaches a returning visitor, and its old copies are deleted", async () => {
+    // Its own server: a fresh origin, so no earlier test has cached these weights.
+    const own = await startServer();
+    try {
+      const { page } = await openPage(chrome.context);
+      const missing = [];
+      page.on("response", (r) => r.status() === 404 && missing.push(new URL(r.url()).pathname));
+      await page.goto(`${own.base}models.json`);
+      const current = await page.evaluate(async () => {
+        const entry = (await (await fetch("models.json")).json())["mnist-cpu"];
+        const cache = await caches.open("dit-web-weights-v1");
+        const stale = () => new Response(new Uint8Array(64), { headers: { "content-type": "application/octet-stream" } });
+        // What the page cached before its URLs carried versions, and an older version.
+        await cache.put("weights/mnist-cpu.safetensors", stale());
+        await cache.put("weights/mnist-cpu.safetensors?v=000000000000", stale());
+        return new URL(entry.url, location.href).href;
+      });
+      assert.match(current, /\/weights\/mnist-cpu\.safetensors\?v=[0-9a-f]{12}$/);
+      await page.goto(`${own.base}index.html?model=mnist-cpu&labels=5&steps=3&seed=4`);
+      await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+      await page.click("#generate");
+      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+      assert.equal(await page.evaluate(() => document.body.dataset.state), "done",
+        await page.locator("#error").textContent());
+      assert.ok(await canvasSpread(page) > 20, "the digits are drawn from the new file, not the stale copies");
+      // The copy is stored (and the others deleted) after the first image, off its path: poll.
+      let cached = [];
+      for (let i = 0; i < 50; i++) {
+        cached = await page.evaluate(async () => (await (await caches.open("dit-web-weights-v1")).keys())
+          .map((r) => r.url).filter((u) => new URL(u).pathname.endsWith("/weights/mnist-cpu.safetensors")));
+        if (cached.length === 1 && cached[0] === current) break;
+        await new Promise((done) => setTimeout(done, 200));
+      }
+      assert.deepEqual(cached, [current]);
+      // (A JSON document as the first page makes the browser ask for a favicon; nothing else.)
+      assert.deepEqual(missing.filter((path) => path !== "/favicon.ico"), []);
+    } finally {
+      own.server.closeAllConnections();
+      await new Promise((done) => own.server.close(done));
+    }
   });
 
   test("the page works offline after the first visit", async (t) => {
