@@ -17,14 +17,15 @@
 # side-by-side benches instead; the large run got a third less speed than they promised.)
 #
 # Environment: TRAINER, DATA, CLASSIFIER, BACKEND (cuda), BUDGET (training seconds, 300),
-# DEADLINE (seconds since 1970 after which no eval starts; default start + 520), MNIST_INIT (the
-# `mnist` weights to start from, f16 best; default www/weights/mnist.safetensors, int8, as
-# mnist-cpu started in session 12), CPU_INIT (default www/weights/mnist-cpu.safetensors),
-# BATCH_M / BATCH_S (256 / 256), LR_M / LR_S (6e-4 / 1e-3), WARMUP (100 steps), MAX_STEPS (the
-# most steps either run may take, 100000), SAMPLE_EVERY (steps between sample grids, 400), SEED
-# (2), PER_CLASS (100), STUDY ("sampler steps guidance files [lo,hi]; ..." as in
-# bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its f16 file, S the new
-# `mnist-cpu` int8 file, O and P the shipped `mnist` and `mnist-cpu` files).
+# DEADLINE (seconds since 1970 after which no eval starts; default start + 520), MODELS (which to
+# train, "mnist mnist-cpu"; STUDY cells on a model not trained fail at once, naming the missing
+# file), MNIST_INIT (the `mnist` weights to start from, f16 best; default
+# www/weights/mnist.safetensors, int8, as mnist-cpu started in session 12), CPU_INIT (default
+# www/weights/mnist-cpu.safetensors), BATCH_M / BATCH_S (256 / 256), LR_M / LR_S (6e-4 / 1e-3),
+# WARMUP (100 steps), MAX_STEPS (the most steps either run may take, 100000), SAMPLE_EVERY
+# (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
+# files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
+# f16 file, S the new `mnist-cpu` int8 file, O and P the shipped `mnist` and `mnist-cpu` files).
 # Writes OUT/{mnist,mnist-cpu}/ (the run folders: run.json, metrics.jsonl, samples, plots; the
 # checkpoints are deleted at the end), OUT/new/{mnist,mnist-cpu}-{f16,int8}.safetensors,
 # OUT/train.json and OUT/study/<name>/eval-sweep.json.
@@ -45,7 +46,10 @@ mkdir -p "$out/new" "$out/study"
 . "$root/bench/gpu-env.sh"
 
 # preset name  batch  lr  init
-runs=("mnist ${BATCH_M:-256} ${LR_M:-6e-4} $mnist_init" "mnist-cpu ${BATCH_S:-256} ${LR_S:-1e-3} $cpu_init")
+all=("mnist ${BATCH_M:-256} ${LR_M:-6e-4} $mnist_init" "mnist-cpu ${BATCH_S:-256} ${LR_S:-1e-3} $cpu_init")
+runs=()
+for r in "${all[@]}"; do [[ " ${MODELS:-mnist mnist-cpu} " == *" ${r%% *} "* ]] && runs+=("$r"); done
+[ ${#runs[@]} -gt 0 ] || { echo "MODELS names neither mnist nor mnist-cpu" >&2; exit 1; }
 
 # 1. Train both at once, each fitting its schedule into the budget at the speed it gets.
 for r in "${runs[@]}"; do
