@@ -6,7 +6,7 @@
 //! each phase also ends after a tenth of the budget, and a budget spent before the timing ends
 //! stops the run where it is.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Steps left untimed, then steps timed (at most; see the module's notes).
 pub const CALIBRATION_STEPS: u64 = 50;
@@ -65,11 +65,6 @@ impl TimeBudget {
         }
         None
     }
-
-    /// The budget as a duration (for messages).
-    pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.seconds)
-    }
 }
 
 /// The last step of a schedule that fits `left` seconds at `per_step` seconds a step from `step`
@@ -86,6 +81,7 @@ pub fn fit_steps(step: u64, left: f64, per_step: f64, most: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn fit_steps_fills_the_time_left() {

@@ -214,32 +214,10 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             .latest_checkpoint()
             .map(|d| d.display().to_string())
             .unwrap_or_else(|_| "none (no checkpoint yet)".into());
-        let mut saved_at = state.step;
 
         while state.step < total {
             let started = Instant::now();
             let step = state.step;
-            if let Some(fitted) = time_budget
-                .as_mut()
-                .and_then(|b| b.before_step(step, started, config.steps))
-            {
-                total = fitted;
-                lr_schedule.total = total;
-                let mut recorded = run_config.clone();
-                recorded.train.steps = total;
-                recorded.train.lr.total = total;
-                run.write_config(&recorded)?;
-                eprintln!(
-                    "time budget {:?}: training to step {total}",
-                    time_budget
-                        .as_ref()
-                        .map(|b| b.duration())
-                        .unwrap_or_default()
-                );
-                if step >= total {
-                    break; // the budget is spent: the checkpoint below keeps this step
-                }
-            }
             let batch = step::Batch::<B>::draw(
                 &mut loader,
                 &mut rng,
@@ -286,6 +264,23 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             metrics.append(&row).map_err(io(&metrics_file))?;
             on_step(&row);
 
+            // Before the next step, the time budget may shorten the schedule, even to end here
+            // (then this step gets the last sample grid and checkpoint below).
+            if let Some(fitted) = time_budget
+                .as_mut()
+                .and_then(|b| b.before_step(state.step, Instant::now(), config.steps))
+            {
+                total = fitted;
+                lr_schedule.total = total;
+                let mut recorded = run_config.clone();
+                recorded.train.steps = total;
+                recorded.train.lr.total = total;
+                run.write_config(&recorded)?;
+                eprintln!(
+                    "time budget {} s: training to step {total}",
+                    config.time_budget.unwrap_or_default()
+                );
+            }
             let at_end = state.step == total;
             if config.sample_every > 0 && (state.step.is_multiple_of(config.sample_every) || at_end)
             {
@@ -308,14 +303,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 state.last_loss = average;
                 let dir = checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
                 last_good = dir.display().to_string();
-                saved_at = state.step;
             }
-        }
-        if saved_at != state.step {
-            state.rng = rng.state();
-            state.loader = loader.state();
-            state.last_loss = average;
-            checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
         }
         let (count, reasons) = loader.skipped();
         Ok(TrainOutcome {
