@@ -25,6 +25,10 @@ pub enum GenerateError {
     BadGuidance(f32),
     #[error("guidance interval [{0}, {1}]: the first timestep must not be above the last")]
     BadGuidanceInterval(usize, usize),
+    #[error("the guiding model does not fit the model it guides: {0}")]
+    GuideMismatch(String),
+    #[error("autoguidance {0} needs a guiding model (a weaker model of the same images); use autoguidance 1")]
+    NoGuide(f32),
     #[error(transparent)]
     Weights(#[from] WeightError),
     #[error("writing {path}: {source}")]
@@ -55,10 +59,15 @@ pub fn resolve_labels<S: AsRef<str>>(
         .collect()
 }
 
-/// Evaluates the network for a sampler, with classifier-free guidance when the scale is not 1
-/// (on the steps inside the guidance interval, when one is set).
+/// Evaluates the network for a sampler, with two kinds of guidance that can be combined:
+/// classifier-free guidance when `guidance` is not 1 (on the steps inside the guidance interval,
+/// when one is set), and autoguidance when `autoguidance` is not 1 and a guiding model is given
+/// (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself"; every step):
+/// `eps = eps(x, y) + (s - 1) (eps(x, y) - eps(x, null)) + (a - 1) (eps(x, y) - eps_guide(x, y))`.
 pub struct Denoiser<'a, B: Backend> {
     model: &'a Dit<B>,
+    /// The weaker model of autoguidance and its scale; `None`: no autoguidance.
+    guide: Option<(&'a Dit<B>, f32)>,
     /// The requested labels.
     labels: Vec<usize>,
     /// The same labels, then as many nulls: the network batch of a guided step.
@@ -75,12 +84,26 @@ impl<'a, B: Backend> Denoiser<'a, B> {
         labels: &[usize],
         config: &SamplerConfig,
     ) -> Result<Self, GenerateError> {
-        let guidance = config.guidance;
+        Self::guided_by(model, None, labels, config)
+    }
+
+    /// [`Denoiser::new`] with a guiding model for autoguidance (a model of the same images,
+    /// labels and noise schedule that is worse, e.g. smaller or less trained); it runs when
+    /// `config.autoguidance` is not 1.
+    pub fn guided_by(
+        model: &'a Dit<B>,
+        guide: Option<&'a Dit<B>>,
+        labels: &[usize],
+        config: &SamplerConfig,
+    ) -> Result<Self, GenerateError> {
+        let (guidance, autoguidance) = (config.guidance, config.autoguidance);
         if labels.is_empty() {
             return Err(GenerateError::NoLabels);
         }
-        if !guidance.is_finite() {
-            return Err(GenerateError::BadGuidance(guidance));
+        for scale in [guidance, autoguidance] {
+            if !scale.is_finite() {
+                return Err(GenerateError::BadGuidance(scale));
+            }
         }
         if let Some([lo, hi]) = config.guidance_interval {
             if lo > hi {
@@ -96,6 +119,24 @@ impl<'a, B: Backend> Denoiser<'a, B> {
                     .collect(),
             });
         }
+        let guide = match (autoguidance == 1.0, guide) {
+            (true, _) => None,
+            (false, None) => return Err(GenerateError::NoGuide(autoguidance)),
+            (false, Some(guide)) => {
+                let g = guide.config();
+                let fits = [
+                    ("channels", model_config.in_channels, g.in_channels),
+                    ("image size", model_config.input_size, g.input_size),
+                    ("classes", model_config.num_classes, g.num_classes),
+                ];
+                if let Some((what, m, g)) = fits.iter().find(|(_, m, g)| m != g) {
+                    return Err(GenerateError::GuideMismatch(format!(
+                        "{what} {g} against {m}"
+                    )));
+                }
+                Some((guide, autoguidance))
+            }
+        };
         let (doubled, guidance) = match (guidance == 1.0, model_config.null_label()) {
             (true, _) => (Vec::new(), None),
             (false, Some(null)) => (guidance::doubled_labels(labels, null), Some(guidance)),
@@ -103,6 +144,7 @@ impl<'a, B: Backend> Denoiser<'a, B> {
         };
         Ok(Self {
             model,
+            guide,
             labels: labels.to_vec(),
             doubled,
             guidance,
@@ -110,42 +152,68 @@ impl<'a, B: Backend> Denoiser<'a, B> {
         })
     }
 
-    /// The guidance scale applied at timestep `t`, `None` when the step is not guided.
+    /// The classifier-free guidance scale applied at timestep `t`, `None` when the step is not
+    /// guided that way.
     pub fn guidance_at(&self, t: usize) -> Option<f32> {
         let inside = self.interval.is_none_or(|[lo, hi]| (lo..=hi).contains(&t));
         self.guidance.filter(|_| inside)
     }
 
-    /// Runs the network on the sampler's batch `x` at timestep `t`; on a guided step the result
-    /// still holds the unconditional half (see [`Denoiser::eps_from_output`]).
+    /// Runs the network on the sampler's batch `x` at timestep `t`; on a step with
+    /// classifier-free guidance the result still holds the unconditional half (see
+    /// [`Denoiser::eps_from_output`]).
     pub fn forward(&self, x: &[f32], t: usize) -> Tensor<B, 4> {
-        let config = self.model.config();
-        let device = self.model.device();
         let (x, labels) = match self.guidance_at(t) {
             Some(_) => ([x, x].concat(), &self.doubled),
             None => (x.to_vec(), &self.labels),
         };
+        Self::run(self.model, x, labels, t)
+    }
+
+    /// The guiding model's output on the requested images under autoguidance, `None` without.
+    pub fn guide_forward(&self, x: &[f32], t: usize) -> Option<Tensor<B, 4>> {
+        let (guide, _) = self.guide?;
+        Some(Self::run(guide, x.to_vec(), &self.labels, t))
+    }
+
+    fn run(model: &Dit<B>, x: Vec<f32>, labels: &[usize], t: usize) -> Tensor<B, 4> {
+        let config = model.config();
+        let device = model.device();
         let n = labels.len();
         let (c, s) = (config.in_channels, config.input_size);
         let x = Tensor::<B, 4>::from_data(TensorData::new(x, [n, c, s, s]), &device);
         let t = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; n], [n]), &device);
         let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
         let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [n]), &device);
-        self.model.forward(x, t, y)
+        model.forward(x, t, y)
     }
 
-    /// The sampler's noise from the network's output at timestep `t`, read back to the host.
-    pub fn eps_from_output(&self, output: Vec<f32>, t: usize) -> Vec<f32> {
-        match self.guidance_at(t) {
-            Some(scale) => guidance::combine(&output, scale),
-            None => output,
+    /// The sampler's noise from the outputs of [`Denoiser::forward`] and (under autoguidance)
+    /// [`Denoiser::guide_forward`] at timestep `t`, read back to the host.
+    pub fn eps_from_output(&self, output: Vec<f32>, guide: Option<Vec<f32>>, t: usize) -> Vec<f32> {
+        let auto = self.guide.map(|(_, scale)| scale).zip(guide);
+        match (self.guidance_at(t), auto) {
+            (None, None) => output,
+            (Some(scale), None) => guidance::combine(&output, scale),
+            (None, Some((scale, weak))) => guidance::combine_pair(&output, &weak, scale),
+            (Some(scale), Some((auto, weak))) => {
+                let mut eps = guidance::combine(&output, scale);
+                // The conditional prediction is the first half of the doubled batch.
+                guidance::add_autoguidance(&mut eps, &output[..weak.len()], &weak, auto);
+                eps
+            }
         }
     }
 
-    /// `forward` + synchronous read-back + guidance (native backends only).
+    /// `forward` (and `guide_forward`) + synchronous read-back + guidance (native backends only).
     pub fn eps(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let data = self.forward(x, t).into_data().convert::<f32>();
-        self.eps_from_output(data.into_vec::<f32>().expect("f32 output"), t)
+        let read = |output: Tensor<B, 4>| {
+            let data = output.into_data().convert::<f32>();
+            data.into_vec::<f32>().expect("f32 output")
+        };
+        let output = read(self.forward(x, t));
+        let guide = self.guide_forward(x, t).map(read);
+        self.eps_from_output(output, guide, t)
     }
 }
 
@@ -183,13 +251,26 @@ pub fn sample_batched<B: Backend>(
     labels: &[usize],
     config: &SamplerConfig,
     max_batch: usize,
+    on_batch: impl FnMut(usize),
+) -> Result<Vec<f32>, GenerateError> {
+    sample_batched_guided(model, None, schedule, labels, config, max_batch, on_batch)
+}
+
+/// [`sample_batched`] with a guiding model for autoguidance (see [`Denoiser`]).
+pub fn sample_batched_guided<B: Backend>(
+    model: &Dit<B>,
+    guide: Option<&Dit<B>>,
+    schedule: &NoiseSchedule,
+    labels: &[usize],
+    config: &SamplerConfig,
+    max_batch: usize,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Vec<f32>, GenerateError> {
     // Every label and the guidance are checked before the first batch runs.
-    Denoiser::new(model, labels, config)?;
+    Denoiser::guided_by(model, guide, labels, config)?;
     let mut out = Vec::with_capacity(labels.len() * model.config().image_len());
     for (k, chunk) in labels.chunks(max_batch.max(1)).enumerate() {
-        let denoiser = Denoiser::new(model, chunk, config)?;
+        let denoiser = Denoiser::guided_by(model, guide, chunk, config)?;
         let first = k * max_batch.max(1);
         out.extend(sample_streams(
             &denoiser,
@@ -236,11 +317,37 @@ pub fn to_images(batch: &[f32], channels: usize, size: usize) -> Vec<Rgba> {
         .collect()
 }
 
-/// Loads a weight file, generates one image per label (at most `max_batch` per network call) and
-/// writes `NNNN_label-<name>.png` for each plus `grid.png` into `out_dir`. Returns the paths
-/// written, grid last.
+/// Loads the guiding model of autoguidance from a weight file and checks that it draws the same
+/// images as the model `meta` describes: same labels and noise schedule (the shapes are checked
+/// by [`Denoiser::guided_by`]).
+pub fn load_guide<B: Backend>(
+    meta: &WeightsMeta,
+    bytes: &[u8],
+    device: &B::Device,
+) -> Result<Dit<B>, GenerateError> {
+    let (guide, guide_meta): (Dit<B>, WeightsMeta) =
+        WeightFile::from_bytes(bytes)?.into_model(device)?;
+    if guide_meta.labels != meta.labels {
+        return Err(GenerateError::GuideMismatch(format!(
+            "labels {:?} against {:?}",
+            guide_meta.labels, meta.labels
+        )));
+    }
+    if guide_meta.schedule != meta.schedule {
+        return Err(GenerateError::GuideMismatch(format!(
+            "noise schedule {:?} against {:?}",
+            guide_meta.schedule, meta.schedule
+        )));
+    }
+    Ok(guide)
+}
+
+/// Loads a weight file (and a guiding model's, for autoguidance), generates one image per label
+/// (at most `max_batch` per network call) and writes `NNNN_label-<name>.png` for each plus
+/// `grid.png` into `out_dir`. Returns the paths written, grid last.
 pub fn generate_pngs<B: Backend, S: AsRef<str>>(
     weights: &[u8],
+    guide: Option<&[u8]>,
     labels: &[S],
     config: &SamplerConfig,
     max_batch: usize,
@@ -249,9 +356,20 @@ pub fn generate_pngs<B: Backend, S: AsRef<str>>(
 ) -> Result<Vec<PathBuf>, GenerateError> {
     let (model, meta): (Dit<B>, WeightsMeta) =
         WeightFile::from_bytes(weights)?.into_model(device)?;
+    let guide = guide
+        .map(|bytes| load_guide::<B>(&meta, bytes, device))
+        .transpose()?;
     let ids = resolve_labels(&meta.labels, labels)?;
     let schedule = NoiseSchedule::new(&meta.schedule);
-    let batch = sample_batched(&model, &schedule, &ids, config, max_batch, |_| {})?;
+    let batch = sample_batched_guided(
+        &model,
+        guide.as_ref(),
+        &schedule,
+        &ids,
+        config,
+        max_batch,
+        |_| {},
+    )?;
     let (c, s) = (meta.model.in_channels, meta.model.input_size);
     let images = to_images(&batch, c, s);
 

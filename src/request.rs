@@ -100,6 +100,7 @@ impl Request {
             eta: self.eta,
             guidance: self.cfg,
             guidance_interval: self.cfg_interval,
+            autoguidance: 1.0,
             clip_x0: false,
             seed: self.seed as u64,
         })

@@ -5,10 +5,11 @@ use crate::common;
 use common::*;
 use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};
 use dit_web::generate::{
-    generate_pngs, resolve_labels, sample, sample_batched, Denoiser, GenerateError,
+    generate_pngs, load_guide, resolve_labels, sample, sample_batched, sample_batched_guided,
+    Denoiser, GenerateError,
 };
 use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::{Conditioning, Dit, Flavour, ScheduleConfig};
+use dit_web::{Conditioning, Dit, DitConfig, Flavour, ScheduleConfig};
 
 fn weights(guidance_capable: bool) -> (Dit<B>, Vec<u8>) {
     let mut config = tiny_config(Flavour::Seed, Conditioning::AdalnZero);
@@ -166,6 +167,128 @@ fn guidance_interval_guides_only_its_timesteps() {
 }
 
 #[test]
+fn autoguidance_extrapolates_away_from_the_guiding_model() {
+    let (model, bytes) = weights(true);
+    // A weaker model of the same images: smaller, other weights, and no null label (it runs on
+    // the requested labels only).
+    let mut weak_config = DitConfig::new(8, 2, 2, 8, 1, 2, 3);
+    weak_config.class_dropout = 0.0;
+    let weak = random_model(&weak_config, 4);
+    let labels = [0, 2];
+    let config = |guidance: f32, autoguidance: f32| SamplerConfig {
+        autoguidance,
+        ..cfg(SamplerKind::Ddpm, 6, guidance, 8)
+    };
+    let run = |guide: Option<&Dit<B>>, guidance: f32, autoguidance: f32| {
+        let config = config(guidance, autoguidance);
+        sample_batched_guided(&model, guide, &schedule(), &labels, &config, 32, |_| {}).unwrap()
+    };
+    let unguided = run(None, 1.0, 1.0);
+    // Scale 1 never runs the guide; a guide identical to the model cancels out at any scale.
+    assert_eq!(run(Some(&weak), 1.0, 1.0), unguided);
+    assert_eq!(run(Some(&model), 1.0, 3.0), unguided);
+    let auto = run(Some(&weak), 1.0, 2.0);
+    assert!(max_abs_diff(&auto, &unguided) > 1e-3);
+    let cfg_only = run(Some(&weak), 2.0, 1.0);
+    assert_eq!(cfg_only, run(None, 2.0, 1.0));
+    assert!(max_abs_diff(&auto, &cfg_only) > 1e-3);
+    let both = run(Some(&weak), 2.0, 2.0);
+    assert!(max_abs_diff(&both, &auto) > 1e-3 && max_abs_diff(&both, &cfg_only) > 1e-3);
+    // Autoguidance without a guiding model is an error, not a silent no-op.
+    let err = sample(&model, &schedule(), &labels, &config(1.0, 2.0), |_| {}).unwrap_err();
+    assert!(matches!(err, GenerateError::NoGuide(_)), "{err}");
+
+    // One step, by hand: eps = c + (s - 1)(c - u) + (a - 1)(c - w).
+    let x: Vec<f32> = (0..labels.len() * model.config().image_len())
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let (s, a) = (2.0, 1.5);
+    let denoiser = Denoiser::guided_by(&model, Some(&weak), &labels, &config(s, a)).unwrap();
+    let doubled = to_vec(denoiser.forward(&x, 40));
+    let (c, u) = doubled.split_at(x.len());
+    let w = to_vec(
+        denoiser
+            .guide_forward(&x, 40)
+            .expect("autoguidance runs the guide"),
+    );
+    assert_eq!(w.len(), x.len());
+    let expected: Vec<f32> = (0..x.len())
+        .map(|i| c[i] + (s - 1.0) * (c[i] - u[i]) + (a - 1.0) * (c[i] - w[i]))
+        .collect();
+    assert!(max_abs_diff(&denoiser.eps(&x, 40), &expected) < 1e-5);
+    // Outside a guidance interval only autoguidance applies: eps = c + (a - 1)(c - w).
+    let interval = SamplerConfig {
+        guidance_interval: Some([0, 30]),
+        ..config(s, a)
+    };
+    let denoiser = Denoiser::guided_by(&model, Some(&weak), &labels, &interval).unwrap();
+    let c = to_vec(denoiser.forward(&x, 40));
+    assert_eq!(c.len(), x.len());
+    let w = to_vec(denoiser.guide_forward(&x, 40).unwrap());
+    let expected: Vec<f32> = (0..x.len())
+        .map(|i| c[i] + (a - 1.0) * (c[i] - w[i]))
+        .collect();
+    assert!(max_abs_diff(&denoiser.eps(&x, 40), &expected) < 1e-5);
+
+    // A guide of other images, labels or schedule is refused with a reason.
+    let other_classes = random_model(&DitConfig::new(8, 2, 2, 8, 1, 2, 5), 4);
+    let err = Denoiser::guided_by(&model, Some(&other_classes), &labels, &config(1.0, 2.0))
+        .err()
+        .expect("5 classes against 3");
+    assert!(matches!(err, GenerateError::GuideMismatch(_)), "{err}");
+    assert!(err.to_string().contains("classes 5 against 3"), "{err}");
+    let (_, meta) = WeightFile::from_bytes(&bytes)
+        .unwrap()
+        .into_model::<B>(&device())
+        .unwrap();
+    let guide_file = |schedule: ScheduleConfig, labels: &[&str]| {
+        let meta = WeightsMeta {
+            schedule,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            model: weak_config.clone(),
+            ..meta.clone()
+        };
+        WeightFile::from_model(&weak, meta).to_bytes().unwrap()
+    };
+    let fits = guide_file(ScheduleConfig::new(100), &["cat", "dog", "owl"]);
+    assert!(load_guide::<B>(&meta, &fits, &device()).is_ok());
+    for (bad, why) in [
+        (
+            guide_file(ScheduleConfig::new(50), &["cat", "dog", "owl"]),
+            "noise schedule",
+        ),
+        (
+            guide_file(ScheduleConfig::new(100), &["cat", "dog", "emu"]),
+            "labels",
+        ),
+    ] {
+        let err = load_guide::<B>(&meta, &bad, &device()).expect_err("a mismatched guide");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    // `generate_pngs` takes the guide's file: it changes the picture, and a mismatch is an error.
+    let png = |guide: Option<&[u8]>, autoguidance: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let written = generate_pngs::<B, _>(
+            &bytes,
+            guide,
+            &["cat", "owl"],
+            &config(1.0, autoguidance),
+            32,
+            dir.path(),
+            &device(),
+        )?;
+        Ok::<_, GenerateError>(std::fs::read(&written[0]).unwrap())
+    };
+    assert_ne!(png(Some(&fits), 2.0).unwrap(), png(None, 1.0).unwrap());
+    assert_eq!(png(Some(&fits), 1.0).unwrap(), png(None, 1.0).unwrap());
+    let bad = guide_file(ScheduleConfig::new(50), &["cat", "dog", "owl"]);
+    assert!(matches!(
+        png(Some(&bad), 2.0),
+        Err(GenerateError::GuideMismatch(_))
+    ));
+}
+
+#[test]
 fn a_request_split_into_batches_gives_the_one_batch_images() {
     let (model, _) = weights(true);
     let labels = [0, 1, 2, 1, 0, 2, 2];
@@ -231,6 +354,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
     let dir = tempfile::tempdir().unwrap();
     let written = generate_pngs::<B, _>(
         &bytes,
+        None,
         &["dog", "0", "owl"],
         &cfg(SamplerKind::DpmSolverPP, 5, 2.0, 42),
         2,
@@ -272,6 +396,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
 
     let err = generate_pngs::<B, _>(
         &bytes,
+        None,
         &["zebra"],
         &SamplerConfig::default(),
         16,
@@ -282,6 +407,7 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
     assert!(err.to_string().contains("cat, dog, owl"), "{err}");
     let err = generate_pngs::<B, _>(
         &bytes[..100],
+        None,
         &["dog"],
         &SamplerConfig::default(),
         16,

@@ -203,7 +203,7 @@ async fn sample<B: Backend>(
             .into_vec::<f32>()
             .map_err(|e| format!("network output: {e:?}"))?;
         let read = now_ms();
-        let x0 = sampler.advance(&denoiser.eps_from_output(output, t));
+        let x0 = sampler.advance(&denoiser.eps_from_output(output, None, t));
         let updated = now_ms();
         if let Some(callback) = on_step {
             let progress = Object::new();

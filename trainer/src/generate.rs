@@ -22,6 +22,7 @@ pub enum Weights<'a> {
 /// network call; returns the paths.
 pub fn generate(
     weights: Weights,
+    guide: Option<&Path>,
     labels: &[String],
     sampler: &SamplerConfig,
     batch: usize,
@@ -34,8 +35,12 @@ pub fn generate(
         }
         Weights::Run { run, ema } => crate::export::from_run(run, ema)?.to_bytes()?,
     };
+    let guide = guide
+        .map(|path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
     struct Task<'a> {
         bytes: &'a [u8],
+        guide: Option<&'a [u8]>,
         labels: &'a [String],
         sampler: &'a SamplerConfig,
         batch: usize,
@@ -46,6 +51,7 @@ pub fn generate(
         fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
             generate_pngs::<B::InnerBackend, _>(
                 self.bytes,
+                self.guide,
                 self.labels,
                 self.sampler,
                 self.batch,
@@ -56,6 +62,7 @@ pub fn generate(
     }
     let task = Task {
         bytes: &bytes,
+        guide: guide.as_deref(),
         labels,
         sampler,
         batch,

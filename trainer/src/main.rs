@@ -349,6 +349,20 @@ struct SamplerArgs {
     /// Clamp each step's prediction of the clean image to [-1, 1] (static thresholding).
     #[arg(long)]
     clip_x0: bool,
+    /// Autoguidance scale (1 = off; needs --guide-weights): every step moves (A - 1) times the
+    /// difference between the model's and the guiding model's conditional predictions further
+    /// from the guiding one. Combines with --cfg.
+    #[arg(
+        long,
+        value_name = "A",
+        default_value_t = 1.0,
+        requires = "guide_weights"
+    )]
+    autoguidance: f32,
+    /// The guiding model of autoguidance: a worse model of the same images, labels and noise
+    /// schedule (smaller or less trained); it runs on the images at every step.
+    #[arg(long, value_name = "WEIGHTS")]
+    guide_weights: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Images per network call: larger requests run as several batches with the same images.
@@ -366,6 +380,7 @@ impl SamplerArgs {
             steps: self.steps,
             guidance: self.cfg,
             guidance_interval: self.cfg_interval,
+            autoguidance: self.autoguidance,
             clip_x0: self.clip_x0,
             seed: self.seed,
             ..Default::default()
@@ -612,6 +627,7 @@ fn generate(args: GenerateArgs) -> Result {
     let s = &args.sampler;
     for path in trainer::generate::generate(
         weights,
+        s.guide_weights.as_deref(),
         &args.labels,
         &s.config(),
         s.batch,
@@ -710,6 +726,7 @@ fn eval(args: EvalArgs) -> Result {
         data: &args.data,
         classifier: &args.classifier,
         per_class: args.per_class,
+        guide: args.sampler.guide_weights.as_deref(),
         sampler: args.sampler.config(),
         batch: args.sampler.batch,
         backend: args.sampler.backend,

@@ -150,6 +150,31 @@ fn train_resume_export_generate() {
         files(&out),
         ["0000_label-3.png", "0001_label-7.png", "grid.png"]
     );
+    // Autoguidance by a weaker model of the same labels and schedule (here the int4 copy).
+    let guided = work.path().join("guided");
+    let generate_guided = |guide: &str| {
+        trainer(&[
+            "generate",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--guide-weights",
+            guide,
+            "--autoguidance",
+            "2",
+            "--labels",
+            "3",
+            "--steps",
+            "4",
+            "--out",
+            guided.to_str().unwrap(),
+        ])
+    };
+    ok(generate_guided(int4.to_str().unwrap()));
+    assert_eq!(files(&guided), ["0000_label-3.png", "grid.png"]);
+    let missing = generate_guided("/nonexistent-guide.safetensors");
+    assert!(!missing.status.success());
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(text.contains("/nonexistent-guide.safetensors"), "{text}");
     // From the run folder directly (raw weights) too.
     let out2 = work.path().join("out2");
     ok(trainer(&[
@@ -253,7 +278,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -336,6 +361,18 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
                 "300,100",
             ],
             "`300,100` is not an interval of timesteps LO,HI with LO <= HI",
+        ),
+        (
+            &[
+                "generate",
+                "--weights",
+                "x",
+                "--labels",
+                "1",
+                "--autoguidance",
+                "2",
+            ],
+            "--guide-weights",
         ),
         (
             &[

@@ -73,6 +73,10 @@ pub struct SamplerConfig {
     /// "Applying guidance in a limited interval"); the other steps run the conditional network
     /// alone, on half the images. `None`: every step is guided.
     pub guidance_interval: Option<[usize; 2]>,
+    /// Autoguidance scale (1 = off): with a guiding model (a worse model of the same images),
+    /// every step moves `(a - 1) (eps(x, y) - eps_guide(x, y))` further from it; see
+    /// `generate::Denoiser`.
+    pub autoguidance: f32,
     /// Clamp the predicted clean image to [-1, 1] at every step.
     pub clip_x0: bool,
     pub seed: u64,
@@ -86,6 +90,7 @@ impl Default for SamplerConfig {
             eta: 0.0,
             guidance: 1.0,
             guidance_interval: None,
+            autoguidance: 1.0,
             clip_x0: false,
             seed: 0,
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
-use dit_web::generate::{sample_batched, GenerateError};
+use dit_web::generate::{load_guide, sample_batched_guided, GenerateError};
 use dit_web::model::Dit;
 use dit_web::weights::WeightFile;
 use serde::Serialize;
@@ -80,6 +80,7 @@ pub fn real_images(data: &Mnist, per_class: usize, seed: u64) -> (Vec<f32>, Vec<
 /// the seed, whatever the batch size.
 pub fn generate_per_class<B: Backend>(
     model: &Dit<B>,
+    guide: Option<&Dit<B>>,
     schedule: &NoiseSchedule,
     config: &SamplerConfig,
     per_class: usize,
@@ -90,13 +91,15 @@ pub fn generate_per_class<B: Backend>(
     let labels: Vec<usize> = (0..classes)
         .flat_map(|c| std::iter::repeat_n(c, per_class))
         .collect();
-    let images = sample_batched(model, schedule, &labels, config, batch, progress)?;
+    let images = sample_batched_guided(model, guide, schedule, &labels, config, batch, progress)?;
     Ok((images, labels))
 }
 
 /// [`generate_per_class`] for a weight file, as a task for whichever backend the user chose.
 pub struct PerClass<'a, F> {
     pub bytes: &'a [u8],
+    /// A weaker model's weight file for autoguidance.
+    pub guide: Option<&'a [u8]>,
     pub config: &'a SamplerConfig,
     pub per_class: usize,
     pub batch: usize,
@@ -108,9 +111,14 @@ impl<F: FnMut(usize)> OnBackend for PerClass<'_, F> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let (model, meta) =
             WeightFile::from_bytes(self.bytes)?.into_model::<B::InnerBackend>(&device)?;
+        let guide = self
+            .guide
+            .map(|bytes| load_guide::<B::InnerBackend>(&meta, bytes, &device))
+            .transpose()?;
         let schedule = NoiseSchedule::new(&meta.schedule);
         generate_per_class(
             &model,
+            guide.as_ref(),
             &schedule,
             self.config,
             self.per_class,
@@ -129,6 +137,8 @@ pub struct EvalRequest<'a> {
     /// A classifier from `trainer classifier`.
     pub classifier: &'a Path,
     pub per_class: usize,
+    /// A weaker model's weight file: autoguidance instead of classifier-free guidance.
+    pub guide: Option<&'a Path>,
     pub sampler: SamplerConfig,
     /// Images per network call.
     pub batch: usize,
@@ -140,6 +150,8 @@ pub struct EvalRequest<'a> {
 pub struct EvalReport {
     pub per_class: usize,
     pub sampler: SamplerConfig,
+    /// The weaker model's file when the guidance was autoguidance.
+    pub guide: Option<PathBuf>,
     /// Test digits the FID is measured against.
     pub reference_images: usize,
     /// (what was scored, its scores)
@@ -150,8 +162,12 @@ impl EvalReport {
     /// The table `trainer eval` prints.
     pub fn table(&self) -> String {
         let c = &self.sampler;
+        let guide = match &self.guide {
+            Some(path) => format!(", autoguidance {} by {}", c.autoguidance, path.display()),
+            None => String::new(),
+        };
         let mut out = format!(
-            "{} per class, {} {} steps, guidance {}, seed {}; FID against the {} test digits\n",
+            "{} per class, {} {} steps, guidance {}{guide}, seed {}; FID against the {} test digits\n",
             self.per_class, c.kind, c.steps, c.guidance, c.seed, self.reference_images
         );
         out += &format!("{:<60} {:>9} {:>9}\n", "images", "accuracy", "FID");
@@ -161,11 +177,19 @@ impl EvalReport {
         out
     }
 
-    /// One object per row: `{"images", "scores", "sampler"}`.
+    /// One object per row: `{"images", "scores", "sampler"}`, and `"guide"` (the weaker model's
+    /// file) under autoguidance.
     pub fn to_json(&self) -> serde_json::Value {
         self.rows
             .iter()
-            .map(|(name, s)| serde_json::json!({ "images": name, "scores": s, "sampler": self.sampler }))
+            .map(|(name, s)| {
+                let mut row =
+                    serde_json::json!({ "images": name, "scores": s, "sampler": self.sampler });
+                if let Some(guide) = &self.guide {
+                    row["guide"] = guide.display().to_string().into();
+                }
+                row
+            })
             .collect()
     }
 }
@@ -183,6 +207,10 @@ pub fn evaluate(
     for (i, out) in test_images.chunks_mut(test.image_len()).enumerate() {
         test.image_into(i, out)?;
     }
+    let guide = request
+        .guide
+        .map(|path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
     let (_, test_features) = classifier.predict(&test_images);
     let reference = fid::Gaussian::fit(&test_features);
 
@@ -215,6 +243,7 @@ pub fn evaluate(
         let total = request.per_class * meta.model.num_classes;
         let task = PerClass {
             bytes: &bytes,
+            guide: guide.as_deref(),
             config: &request.sampler,
             per_class: request.per_class,
             batch: request.batch,
@@ -233,6 +262,7 @@ pub fn evaluate(
     Ok(EvalReport {
         per_class: request.per_class,
         sampler: request.sampler.clone(),
+        guide: request.guide.map(Path::to_path_buf),
         reference_images: test.len(),
         rows,
     })
