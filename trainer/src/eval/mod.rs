@@ -137,7 +137,8 @@ pub struct EvalRequest<'a> {
     /// A classifier from `trainer classifier`.
     pub classifier: &'a Path,
     pub per_class: usize,
-    /// A weaker model's weight file: autoguidance instead of classifier-free guidance.
+    /// A weaker model's weight file for autoguidance (at `sampler.autoguidance`; it combines
+    /// with classifier-free guidance).
     pub guide: Option<&'a Path>,
     pub sampler: SamplerConfig,
     /// Images per network call.
@@ -150,7 +151,7 @@ pub struct EvalRequest<'a> {
 pub struct EvalReport {
     pub per_class: usize,
     pub sampler: SamplerConfig,
-    /// The weaker model's file when the guidance was autoguidance.
+    /// The guiding model's file, when autoguidance had one.
     pub guide: Option<PathBuf>,
     /// Test digits the FID is measured against.
     pub reference_images: usize,
