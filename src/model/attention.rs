@@ -5,6 +5,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::embed::xavier_linear;
+use super::linear::forward_linear;
 
 /// Multi-head attention. Self-attention reads queries, keys and values from the same tokens;
 /// cross-attention (the `cross-attn` block) reads keys and values from a context sequence.
@@ -38,7 +39,7 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, context: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
         let (q, k, v) = match (&self.qkv, context) {
             (Some(qkv), None) => {
-                let mut parts = qkv.forward(x).chunk(3, 2);
+                let mut parts = forward_linear(qkv, x).chunk(3, 2);
                 let v = parts.pop().expect("three chunks");
                 let k = parts.pop().expect("three chunks");
                 (parts.pop().expect("three chunks"), k, v)
@@ -48,8 +49,8 @@ impl<B: Backend> Attention<B> {
                 let proj = |layer: &Option<Linear<B>>, t: Tensor<B, 3>| {
                     layer
                         .as_ref()
+                        .map(|layer| forward_linear(layer, t))
                         .expect("separate q/k/v projections (cross-attention never fuses)")
-                        .forward(t)
                 };
                 (
                     proj(&self.q, x),
@@ -58,12 +59,37 @@ impl<B: Backend> Attention<B> {
                 )
             }
         };
+        #[cfg(target_arch = "wasm32")]
+        let (q, k, v) = match browser_attention(q, k, v, self.num_heads) {
+            Ok(mixed) => return forward_linear(&self.out, mixed),
+            Err(qkv) => qkv,
+        };
         let per_head = copies_per_head::<B>(&q.device());
         let heads = |t| split_heads(t, self.num_heads, per_head);
         let (q, k, v) = (heads(q), heads(k), heads(v));
         let mixed = sliced_attention(q, k, v, MAX_SCORE_BYTES);
-        self.out.forward(merge_heads(mixed, per_head))
+        forward_linear(&self.out, merge_heads(mixed, per_head))
     }
+}
+
+/// In the browser, burn-wgpu tensors go to the fused kernel of `web::kernels` (one query row per
+/// invocation, heads read in place): burn-wgpu's matmul-softmax-matmul was a third of a step on
+/// Chromium's software adapter once the Linear layers were fast. Other backends and shapes get
+/// their inputs back.
+#[cfg(target_arch = "wasm32")]
+#[allow(clippy::type_complexity)]
+fn browser_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+) -> Result<Tensor<B, 3>, (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
+    use burn::tensor::TensorPrimitive;
+    let float = |t: Tensor<B, 3>| t.into_primitive().tensor();
+    let back = |p| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(p));
+    crate::web::kernels::attention_rows(float(q), float(k), float(v), heads)
+        .map(back)
+        .map_err(|(q, k, v)| (back(q), back(k), back(v)))
 }
 
 /// Whether to move heads in and out of place one head at a time. burn-flex (the CPU backend, in

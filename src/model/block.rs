@@ -5,6 +5,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::Attention;
 use super::embed::{xavier_linear, zero_linear};
+use super::linear::forward_linear;
 use super::norm::{layer_norm, modulate, per_token};
 use crate::config::{Conditioning, DitConfig, Flavour};
 
@@ -28,7 +29,10 @@ impl<B: Backend> Mlp<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2.forward(self.activation.apply(self.fc1.forward(x)))
+        forward_linear(
+            &self.fc2,
+            self.activation.apply(forward_linear(&self.fc1, x)),
+        )
     }
 }
 
@@ -86,7 +90,7 @@ impl<B: Backend> DitBlock<B> {
     ) -> Tensor<B, 3> {
         match &self.adaln_modulation {
             Some(linear) => {
-                let m = self.modulation(linear.forward(silu(c)));
+                let m = self.modulation(forward_linear(linear, silu(c)));
                 let branch = self.attn.forward(
                     modulate(
                         layer_norm(x.clone()),

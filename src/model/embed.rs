@@ -5,6 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
+use super::linear::forward_linear;
 use crate::config::{DitConfig, Flavour};
 
 /// `patchify`: a p x p convolution with stride p turns `[B, C, H, W]` into `[B, N, d]` tokens in
@@ -117,8 +118,10 @@ impl<B: Backend> TimestepEmbedder<B> {
     pub fn forward(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let args = t.unsqueeze_dim::<2>(1) * self.freqs.clone();
         let features = Tensor::cat(vec![args.clone().cos(), args.sin()], 1);
-        let h = self.activation.apply(self.mlp_in.forward(features));
-        self.mlp_out.forward(h)
+        let h = self
+            .activation
+            .apply(forward_linear(&self.mlp_in, features));
+        forward_linear(&self.mlp_out, h)
     }
 }
 

@@ -3,6 +3,7 @@ use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::embed::zero_linear;
+use super::linear::forward_linear;
 use super::norm::{layer_norm, modulate};
 use crate::config::DitConfig;
 
@@ -33,14 +34,11 @@ impl<B: Backend> FinalLayer<B> {
 
     /// `x: [B, N, d]`, `c: [B, d]` -> `[B, N, p*p*C]`.
     pub fn forward(&self, x: Tensor<B, 3>, c: Tensor<B, 2>) -> Tensor<B, 3> {
-        let parts = self
-            .adaln_modulation
-            .forward(self.activation.apply(c))
-            .chunk(2, 1);
+        let parts = forward_linear(&self.adaln_modulation, self.activation.apply(c)).chunk(2, 1);
         let (shift, scale) = (
             parts[self.positions.0].clone(),
             parts[self.positions.1].clone(),
         );
-        self.linear.forward(modulate(layer_norm(x), shift, scale))
+        forward_linear(&self.linear, modulate(layer_norm(x), shift, scale))
     }
 }

@@ -8,6 +8,7 @@ mod block;
 mod dit;
 mod embed;
 mod final_layer;
+mod linear;
 mod norm;
 
 pub use attention::Attention;

@@ -9,3 +9,4 @@
 
 pub mod api;
 pub mod device;
+pub(crate) mod kernels;
