@@ -60,10 +60,9 @@ impl<B: Backend> Attention<B> {
             }
         };
         #[cfg(target_arch = "wasm32")]
-        let (q, k, v) = match browser_attention(q, k, v, self.num_heads) {
-            Ok(mixed) => return forward_linear(&self.out, mixed),
-            Err(qkv) => qkv,
-        };
+        if let Some(mixed) = browser_attention(&q, &k, &v, self.num_heads) {
+            return forward_linear(&self.out, mixed);
+        }
         let per_head = copies_per_head::<B>(&q.device());
         let heads = |t| split_heads(t, self.num_heads, per_head);
         let (q, k, v) = (heads(q), heads(k), heads(v));
@@ -77,19 +76,15 @@ impl<B: Backend> Attention<B> {
 /// Chromium's software adapter once the Linear layers were fast. Other backends and shapes get
 /// their inputs back.
 #[cfg(target_arch = "wasm32")]
-#[allow(clippy::type_complexity)]
 fn browser_attention<B: Backend>(
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
     heads: usize,
-) -> Result<Tensor<B, 3>, (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>)> {
-    use burn::tensor::TensorPrimitive;
-    let float = |t: Tensor<B, 3>| t.into_primitive().tensor();
-    let back = |p| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(p));
-    crate::web::kernels::attention_rows(float(q), float(k), float(v), heads)
-        .map(back)
-        .map_err(|(q, k, v)| (back(q), back(k), back(v)))
+) -> Option<Tensor<B, 3>> {
+    use crate::web::kernels::{attention_rows, from_wgpu, wgpu_tensor};
+    let (q, k, v) = (wgpu_tensor(q)?, wgpu_tensor(k)?, wgpu_tensor(v)?);
+    Some(from_wgpu(attention_rows(q, k, v, heads)?))
 }
 
 /// Whether to move heads in and out of place one head at a time. burn-flex (the CPU backend, in

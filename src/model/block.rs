@@ -6,7 +6,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use super::attention::Attention;
 use super::embed::{xavier_linear, zero_linear};
 use super::linear::forward_linear;
-use super::norm::{layer_norm, modulate, per_token};
+use super::norm::{layer_norm, norm_modulate, per_token};
 use crate::config::{Conditioning, DitConfig, Flavour};
 
 /// The pointwise feed-forward network: Linear(d, r d) -> GELU -> Linear(r d, d).
@@ -92,16 +92,12 @@ impl<B: Backend> DitBlock<B> {
             Some(linear) => {
                 let m = self.modulation(forward_linear(linear, silu(c)));
                 let branch = self.attn.forward(
-                    modulate(
-                        layer_norm(x.clone()),
-                        m.shift[0].clone(),
-                        m.scale[0].clone(),
-                    ),
+                    norm_modulate(x.clone(), m.shift[0].clone(), m.scale[0].clone()),
                     None,
                 );
                 let x = x + gated(branch, m.gate.as_ref().map(|g| g[0].clone()));
-                let branch = self.mlp.forward(modulate(
-                    layer_norm(x.clone()),
+                let branch = self.mlp.forward(norm_modulate(
+                    x.clone(),
                     m.shift[1].clone(),
                     m.scale[1].clone(),
                 ));

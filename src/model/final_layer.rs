@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::embed::zero_linear;
 use super::linear::forward_linear;
-use super::norm::{layer_norm, modulate};
+use super::norm::norm_modulate;
 use crate::config::DitConfig;
 
 /// `final_layer`: adaLN (shift, scale from c) -> Linear(d, p*p*C), both zero-initialised so an
@@ -39,6 +39,6 @@ impl<B: Backend> FinalLayer<B> {
             parts[self.positions.0].clone(),
             parts[self.positions.1].clone(),
         );
-        forward_linear(&self.linear, modulate(layer_norm(x), shift, scale))
+        forward_linear(&self.linear, norm_modulate(x, shift, scale))
     }
 }

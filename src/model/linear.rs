@@ -22,23 +22,17 @@ fn browser_linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: &Tensor<B, D>,
 ) -> Option<Tensor<B, D>> {
-    use burn::tensor::TensorPrimitive;
+    use crate::web::kernels::{from_wgpu, matmul_block, wgpu_tensor};
     let dims = x.dims();
     let [k, n] = layer.weight.dims();
     let rows = dims[..D - 1].iter().product();
-    let lhs = x.clone().reshape([1, rows, k]).into_primitive().tensor();
-    let rhs = layer
-        .weight
-        .val()
-        .reshape([1, k, n])
-        .into_primitive()
-        .tensor();
-    let bias = layer
-        .bias
-        .as_ref()
-        .map(|b| b.val().into_primitive().tensor());
-    let out = crate::web::kernels::matmul_block::<B::FloatTensorPrimitive>(lhs, rhs, bias).ok()?;
+    let lhs = wgpu_tensor(&x.clone().reshape([1, rows, k]))?;
+    let rhs = wgpu_tensor(&layer.weight.val().reshape([1, k, n]))?;
+    let bias = match &layer.bias {
+        Some(bias) => Some(wgpu_tensor(&bias.val())?),
+        None => None,
+    };
     let mut shape = dims;
     shape[D - 1] = n;
-    Some(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(out)).reshape(shape))
+    Some(from_wgpu::<B, 3>(matmul_block(lhs, rhs, bias)?).reshape(shape))
 }

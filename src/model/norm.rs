@@ -19,6 +19,33 @@ pub fn modulate<B: Backend>(
     x * per_token(scale + 1.0, tokens) + per_token(shift, tokens)
 }
 
+/// `modulate(layer_norm(x), shift, scale)`, adaLN's input to a branch. In the browser, burn-wgpu
+/// tensors take one kernel of `web::kernels` instead of the nine element-wise and reduction
+/// dispatches burn-wgpu runs for it (on Chromium's software adapter its broadcasts are scalar
+/// loops); everywhere else it is exactly those two functions.
+pub fn norm_modulate<B: Backend>(
+    x: Tensor<B, 3>,
+    shift: Tensor<B, 2>,
+    scale: Tensor<B, 2>,
+) -> Tensor<B, 3> {
+    #[cfg(target_arch = "wasm32")]
+    if let Some(y) = browser_norm_modulate(&x, &shift, &scale) {
+        return y;
+    }
+    modulate(layer_norm(x), shift, scale)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn browser_norm_modulate<B: Backend>(
+    x: &Tensor<B, 3>,
+    shift: &Tensor<B, 2>,
+    scale: &Tensor<B, 2>,
+) -> Option<Tensor<B, 3>> {
+    use crate::web::kernels::{from_wgpu, norm_modulate, wgpu_tensor};
+    let (x, shift, scale) = (wgpu_tensor(x)?, wgpu_tensor(shift)?, wgpu_tensor(scale)?);
+    Some(from_wgpu(norm_modulate(x, shift, scale)?))
+}
+
 /// A per-sample vector `[B, d]` repeated for each of `tokens` tokens: `[B, tokens, d]`, the same
 /// values a broadcast would give. burn-flex (the CPU backend, natively and in the browser) runs a
 /// `[B, 1, d]` broadcast with B > 1 through a scalar index-walking loop, about a third of a guided
