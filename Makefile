@@ -8,11 +8,11 @@ BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
 .PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image
-.PHONY: help test lint unit cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
+.PHONY: help test lint unit wgpu setup-lavapipe cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
-	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, browser tests in headless Chromium (what CI runs)"
+	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, the own WebGPU kernels natively on lavapipe, browser tests in headless Chromium (what CI runs)"
 	@echo "make cuda        build the trainer with CUDA, wgpu and candle (release; not part of make test)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
@@ -26,7 +26,7 @@ help:
 # Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
 # pkg/ with the wasm-test profile (no LTO, no wasm-opt; see Cargo.toml) and takes the reference
 # images from the trainer binary the unit stage built.
-TEST_STAGES := lint unit browser
+TEST_STAGES := lint unit wgpu browser
 test:
 	@for stage in $(TEST_STAGES); do \
 		start=$$(date +%s); $(MAKE) --no-print-directory $$stage WASM_PROFILE=wasm-test || exit 1; \
@@ -50,6 +50,18 @@ lint:
 unit:
 	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
 	$(LINTED) $(CARGO) test --workspace
+
+# The model's own burn-wgpu kernels (src/model/kernels.rs, what the page runs on WebGPU) against
+# burn-ndarray, natively on Mesa's lavapipe: a Vulkan driver that runs on the CPU (Debian's
+# mesa-vulkan-drivers; installed when run as root).
+LAVAPIPE := /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+wgpu: setup-lavapipe
+	$(LINTED) $(CARGO) test --features wgpu --test wgpu_kernels
+
+setup-lavapipe:
+	@test -e $(LAVAPIPE) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; } || \
+		{ echo "Vulkan on the CPU is missing: install Debian's 'mesa-vulkan-drivers' and 'libvulkan1'"; exit 1; }
 
 # The GPU trainer (release): builds and links without a CUDA toolkit (the driver is loaded at
 # run time). Copy target/release/trainer to the GPU machine; see docs/gpu.md.

@@ -59,8 +59,8 @@ impl<B: Backend> Attention<B> {
                 )
             }
         };
-        #[cfg(target_arch = "wasm32")]
-        if let Some(mixed) = browser_attention(&q, &k, &v, self.num_heads) {
+        #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+        if let Some(mixed) = wgpu_attention(&q, &k, &v, self.num_heads) {
             return forward_linear(&self.out, mixed);
         }
         let per_head = copies_per_head::<B>(&q.device());
@@ -71,18 +71,17 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// In the browser, burn-wgpu tensors go to the fused kernel of `web::kernels` (one query row per
-/// invocation, heads read in place): burn-wgpu's matmul-softmax-matmul was a third of a step on
-/// Chromium's software adapter once the Linear layers were fast. Other backends and shapes get
-/// their inputs back.
-#[cfg(target_arch = "wasm32")]
-fn browser_attention<B: Backend>(
+/// burn-wgpu tensors go to the fused attention of `model::kernels` (one query row per invocation,
+/// heads read in place): burn-wgpu's matmul-softmax-matmul was a third of a step on Chromium's
+/// software adapter once the Linear layers were fast. `None` for other backends and shapes.
+#[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+fn wgpu_attention<B: Backend>(
     q: &Tensor<B, 3>,
     k: &Tensor<B, 3>,
     v: &Tensor<B, 3>,
     heads: usize,
 ) -> Option<Tensor<B, 3>> {
-    use crate::web::kernels::{attention_rows, from_wgpu, wgpu_tensor};
+    use super::kernels::{attention_rows, from_wgpu, wgpu_tensor};
     let (q, k, v) = (wgpu_tensor(q)?, wgpu_tensor(k)?, wgpu_tensor(v)?);
     Some(from_wgpu(attention_rows(q, k, v, heads)?))
 }

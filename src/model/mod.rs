@@ -8,6 +8,8 @@ mod block;
 mod dit;
 mod embed;
 mod final_layer;
+#[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+mod kernels;
 mod linear;
 mod norm;
 

@@ -19,29 +19,29 @@ pub fn modulate<B: Backend>(
     x * per_token(scale + 1.0, tokens) + per_token(shift, tokens)
 }
 
-/// `modulate(layer_norm(x), shift, scale)`, adaLN's input to a branch. In the browser, burn-wgpu
-/// tensors take one kernel of `web::kernels` instead of the nine element-wise and reduction
-/// dispatches burn-wgpu runs for it (on Chromium's software adapter its broadcasts are scalar
-/// loops); everywhere else it is exactly those two functions.
+/// `modulate(layer_norm(x), shift, scale)`, adaLN's input to a branch. On burn-wgpu it is one
+/// kernel of `model::kernels` instead of the nine element-wise and reduction dispatches
+/// burn-wgpu runs for it (on Chromium's software adapter its broadcasts are scalar loops);
+/// everywhere else it is exactly those two functions.
 pub fn norm_modulate<B: Backend>(
     x: Tensor<B, 3>,
     shift: Tensor<B, 2>,
     scale: Tensor<B, 2>,
 ) -> Tensor<B, 3> {
-    #[cfg(target_arch = "wasm32")]
-    if let Some(y) = browser_norm_modulate(&x, &shift, &scale) {
+    #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+    if let Some(y) = wgpu_norm_modulate(&x, &shift, &scale) {
         return y;
     }
     modulate(layer_norm(x), shift, scale)
 }
 
-#[cfg(target_arch = "wasm32")]
-fn browser_norm_modulate<B: Backend>(
+#[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
+fn wgpu_norm_modulate<B: Backend>(
     x: &Tensor<B, 3>,
     shift: &Tensor<B, 2>,
     scale: &Tensor<B, 2>,
 ) -> Option<Tensor<B, 3>> {
-    use crate::web::kernels::{from_wgpu, norm_modulate, wgpu_tensor};
+    use super::kernels::{from_wgpu, norm_modulate, wgpu_tensor};
     let (x, shift, scale) = (wgpu_tensor(x)?, wgpu_tensor(shift)?, wgpu_tensor(scale)?);
     Some(from_wgpu(norm_modulate(x, shift, scale)?))
 }

@@ -9,4 +9,3 @@
 
 pub mod api;
 pub mod device;
-pub(crate) mod kernels;

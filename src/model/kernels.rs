@@ -1,7 +1,8 @@
-//! Two kernels for burn-wgpu in the browser, where its own versions are slow on a software
-//! adapter: a matrix product that computes a 4 x 4 block of the output per invocation in
-//! registers (every Linear), and attention that runs one query row per invocation with an online
-//! softmax (no score tensor). Both read their operands four floats at a time and use no workgroup
+//! dit-web's own kernels for burn-wgpu (the page's WebGPU backend; natively, the `wgpu` feature),
+//! where burn-wgpu's are slow on a software adapter: a matrix product that computes an 8 x 4
+//! block of the output per invocation in registers (every Linear), attention that runs one query
+//! row per invocation with an online softmax (no score tensor), and adaLN's LayerNorm +
+//! modulation in one pass. They read their operands four floats at a time and use no workgroup
 //! memory or barriers.
 //!
 //! Why: on Chromium's SwiftShader adapter burn-wgpu's matmul (cubek's unit-tiled kernel, the one it
@@ -10,8 +11,8 @@
 //! probe on the same adapter (README, "Where a WebGPU step's time goes"). The kernels are plain
 //! WGSL once compiled, so they run on any WebGPU adapter.
 //!
-//! The model calls them through [`crate::model`]'s `forward_linear` and its attention; tensors of
-//! any other backend, dtype or shape take burn's own path.
+//! The model calls them from `forward_linear`, `Attention::forward` and `norm_modulate`; tensors
+//! of any other backend (burn-wgpu with fusion included), dtype or shape take burn's own path.
 
 use burn::backend::wgpu::{CubeTensor, WgpuRuntime};
 use burn::tensor::{backend::Backend, DType, TensorPrimitive};

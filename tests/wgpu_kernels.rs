@@ -1,0 +1,98 @@
+//! The model's own burn-wgpu kernels (`src/model/kernels.rs`: matmul, fused attention, LayerNorm +
+//! modulation) against burn-ndarray, natively. They are what the page runs on WebGPU; the browser
+//! tests check them through whole images, these check the network's output directly on shapes
+//! that reach their edges. Built only with `--features wgpu`; needs a wgpu adapter (`make wgpu`
+//! installs Mesa's lavapipe, a Vulkan driver on the CPU, and runs it).
+
+mod common;
+
+use burn::backend::wgpu::{Wgpu, WgpuDevice};
+use burn::tensor::{Int, Tensor, TensorData};
+use common::*;
+use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
+use dit_web::{Conditioning, Dit, DitConfig, Flavour, ScheduleConfig};
+
+/// The output of `model` and of the same weights on burn-wgpu, for `batch` images.
+fn both_outputs(config: &DitConfig, model: &Dit<B>, batch: usize) -> (Vec<f32>, Vec<f32>) {
+    let meta = WeightsMeta {
+        format_version: FORMAT_VERSION,
+        model: config.clone(),
+        schedule: ScheduleConfig::new(50),
+        labels: (0..config.num_classes).map(|i| format!("c{i}")).collect(),
+        dataset: "test".into(),
+        step: 1,
+        ema: true,
+        quantization: Quantization::F32,
+    };
+    let gpu = WgpuDevice::default();
+    let (gpu_model, _) = WeightFile::from_model(model, meta)
+        .into_model::<Wgpu>(&gpu)
+        .expect("the same weights load on burn-wgpu");
+
+    let s = config.input_size;
+    let mut x = vec![0f32; batch * config.image_len()];
+    dit_web::diffusion::NoiseRng::new(batch as u64, 0).fill_normal(&mut x);
+    let t: Vec<f32> = (0..batch).map(|i| 7.0 + 40.0 * i as f32).collect();
+    let y: Vec<i64> = (0..batch)
+        .map(|i| (i % config.num_classes) as i64)
+        .collect();
+    let shape = [batch, config.in_channels, s, s];
+    let cpu_out = model.forward(
+        Tensor::from_data(TensorData::new(x.clone(), shape), &device()),
+        Tensor::from_data(TensorData::new(t.clone(), [batch]), &device()),
+        Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [batch]), &device()),
+    );
+    let gpu_out = gpu_model.forward(
+        Tensor::from_data(TensorData::new(x, shape), &gpu),
+        Tensor::from_data(TensorData::new(t, [batch]), &gpu),
+        Tensor::<Wgpu, 1, Int>::from_data(TensorData::new(y, [batch]), &gpu),
+    );
+    let gpu_out = gpu_out.into_data().into_vec::<f32>().unwrap();
+    (to_vec(cpu_out), gpu_out)
+}
+
+fn assert_close(config: &DitConfig, model: &Dit<B>, batch: usize, what: &str) {
+    let (cpu, gpu) = both_outputs(config, model, batch);
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&cpu, &gpu);
+    assert!(
+        scale > 1e-2,
+        "{what}: a random model's output is not ~0 ({scale})"
+    );
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{what}, batch {batch}: burn-wgpu differs from burn-ndarray by {diff} (output up to {scale})"
+    );
+}
+
+#[test]
+fn every_block_design_matches_burn_ndarray_on_burn_wgpu() {
+    // Batch 1 and 3: 16 tokens per image, so 16 and 48 rows (the matmul's 8-row blocks end
+    // inside and at a block); adaLN's Linear has 1 or 3 rows; cross-attention reads 2 keys for
+    // 16 queries; heads of 8.
+    for (flavour, conditioning) in all_variants() {
+        let config = tiny_config(flavour, conditioning);
+        let model = random_model(&config, 5);
+        for batch in [1, 3] {
+            assert_close(
+                &config,
+                &model,
+                batch,
+                &format!("{flavour:?} {conditioning:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn shapes_the_kernels_decline_still_match() {
+    // Width 24 with 4 heads: heads of 6, not a multiple of 4, so attention takes burn's path
+    // while the matmul (24, 72, 96 wide) and LayerNorm kernels still run; 9 tokens per image
+    // (input 6, patch 2) and 5 images: 45 rows, not a multiple of 8.
+    let config = DitConfig::new(6, 1, 2, 24, 1, 4, 3)
+        .with_class_dropout(0.1)
+        .with_flavour(Flavour::Seed)
+        .with_conditioning(Conditioning::AdalnZero);
+    let model = random_model(&config, 9);
+    assert_close(&config, &model, 5, "heads of 6");
+}
