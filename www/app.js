@@ -212,7 +212,7 @@ async function main() {
   const known = await catalogue;
   for (const [name, entry] of Object.entries(known)) ui.model.add(new Option(entry.title, name));
   const wanted = params.get("model");
-  const picked = defaultModel(known, client.backend);
+  const picked = defaultModel(known, client.backend, client.softwareAdapter);
   if (wanted && [...ui.model.options].some((o) => o.value === wanted)) {
     ui.model.value = wanted;
   } else if (picked.name) {

@@ -31,8 +31,9 @@ const cost = (entry) => entry.params * entry.tokens;
 /**
  * The model a page starts with on `backend` ("webgpu" | "cpu"), and why: among the models of the
  * catalogue's first dataset, the largest where WebGPU runs it, the cheapest on the CPU fallback.
+ * `softwareAdapter`: the name of a WebGPU adapter the worker passed over for the CPU.
  */
-export function defaultModel(catalogue, backend) {
+export function defaultModel(catalogue, backend, softwareAdapter = null) {
   const entries = Object.entries(catalogue);
   if (!entries.length) return { name: null, why: "no models in models.json" };
   const dataset = entries[0][1].dataset;
@@ -40,8 +41,11 @@ export function defaultModel(catalogue, backend) {
   const [small, large] = [same[0], same.at(-1)];
   if (same.length === 1) return { name: small[0], why: "" };
   const ratio = (cost(large[1]) / cost(small[1])).toFixed(1);
+  const noGpu = softwareAdapter
+    ? `this browser's WebGPU is a software adapter (${softwareAdapter}), slower than the CPU backend`
+    : "this browser has no WebGPU";
   return backend === "cpu"
-    ? { name: small[0], why: `${small[0]} picked: this browser has no WebGPU, and on the CPU ${large[0]} ` +
+    ? { name: small[0], why: `${small[0]} picked: ${noGpu}, and on the CPU ${large[0]} ` +
         `does ${ratio}x the arithmetic per step` }
     : { name: large[0], why: `${large[0]} picked: the largest model, as this browser runs WebGPU ` +
         `(${small[0]} is ${ratio}x cheaper per step)` };
@@ -67,6 +71,7 @@ class Client {
     this.ready = this.#call({ type: "init", backend }).then((info) => {
       this.backend = info.backend;
       this.adapter = info.adapter;
+      this.softwareAdapter = info.softwareAdapter;
       return info;
     });
     return this.ready;

@@ -97,7 +97,8 @@ class DitGenerate extends HTMLElement {
       // The heavy part starts here, on first use, once per page.
       const { client, defaultModel, models } = await import("./client.js");
       await client.start();
-      const model = this.getAttribute("model") || defaultModel(await models(), client.backend).name;
+      const model = this.getAttribute("model") ||
+        defaultModel(await models(), client.backend, client.softwareAdapter).name;
       if (fresh) this.setAttribute("seed", String(Math.floor(Math.random() * 2 ** 31)));
       this.status.textContent = "loading…";
       const off = client.on((e) => {

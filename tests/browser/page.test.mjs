@@ -67,7 +67,7 @@ async function assertCardSettings(page, model) {
 async function assertOtherDesigns(context, t, backend) {
   // Small models trained with `trainer train --conditioning in-context|cross-attn` (README: conditioning).
   const { page, problems } = await openPage(context);
-  await page.goto(`${base}index.html`);
+  await page.goto(`${base}index.html?backend=${backend}`);
   await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
   for (const design of ["in-context", "cross-attn"]) {
     const name = `${design}.safetensors`;
@@ -101,12 +101,22 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
   });
   after(() => chrome.close());
 
-  test("the page starts with the large model on WebGPU and says why", async () => {
+  test("on a software WebGPU adapter the page starts on the CPU and says why; asked for WebGPU, with the large model", async () => {
     const { page, problems } = await openPage(chrome.context);
+    // SwiftShader emulates a GPU on the CPU, where the CPU backend is faster: "auto" passes it over.
     await page.goto(`${base}index.html`);
+    await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
+    assert.equal(await page.locator("#model").inputValue(), "mnist-cpu");
+    assert.match(await page.locator("#model-why").textContent(),
+      /WebGPU is a software adapter \(google swiftshader\), slower than the CPU backend, and on the CPU mnist does [0-9.]+x/);
+    assert.match(await page.locator("#status").textContent(), /ready on cpu/);
+    await assertCardSettings(page, "mnist-cpu");
+
+    await page.goto(`${base}index.html?backend=webgpu`);
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
     assert.equal(await page.locator("#model").inputValue(), "mnist");
     assert.match(await page.locator("#model-why").textContent(), /largest model, as this browser runs WebGPU/);
+    assert.match(await page.locator("#status").textContent(), /ready on webgpu/);
     assert.match(await page.locator("#model-info").textContent(), /9,281,092 parameters/);
     await assertCardSettings(page, "mnist");
     assert.deepEqual(problems, []);
@@ -119,7 +129,7 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
     for (const [model, cfg] of [["mnist-cpu", "1"], ["mnist", "3"]]) {
       const request = { model, labels: ["3", "7"], steps: 4, seed: 11, sampler: "dpm++", cfg: Number(cfg) };
       const { png, stats } = await generateOnPage(page, {
-        model, labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg,
+        model, labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg, backend: "webgpu",
       });
       assert.match(stats, /backend webgpu/, "the WebGPU path ran");
       const diff = maxDifference(png, reference(request));
