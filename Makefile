@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image
+.PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
 .PHONY: help test lint unit wgpu setup-lavapipe cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-cpu-backends  the browser's CPU fallback on burn-flex, -ndarray and -candle"
 	@echo "make bench-webgpu-variants  the WebGPU backend with autotune / fusion, profiled, against ORT"
 	@echo "make bench-first-image  cold cache to the first digit on screen, per backend and model"
+	@echo "make bench-cpu-profile  V8's profile of the browser's CPU backend: where a step's time goes"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
 
 # Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
@@ -123,6 +124,9 @@ setup-onnx:
 
 # Opening the page on a cold cache to the first finished digit, in headless Chromium, on both
 # backends (MODELS=, BACKENDS=, RUNS= change the sweep; see tests/browser/first-image.mjs).
+bench-cpu-profile: pkg setup-browser
+	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node cpu-profile.mjs
+
 bench-first-image: pkg setup-browser
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) node first-image.mjs
 
