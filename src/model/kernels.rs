@@ -18,6 +18,7 @@ use burn::backend::wgpu::{CubeTensor, WgpuRuntime};
 use burn::tensor::{backend::Backend, DType, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::reshape;
 use cubecl::prelude::*;
 use std::any::Any;
 
@@ -30,10 +31,10 @@ const ROWS: usize = 8;
 /// SwiftShader found 16x4, 8x8, 64x1 and 4x1 within a few percent of each other).
 const WORKGROUP: (u32, u32) = (16, 4);
 
-/// `out[z] = lhs[z] @ rhs[z] (+ bias)` for `lhs: [batch, m, k]`, `rhs: [batch or 1, k, n]`,
-/// `bias: [n]`, all contiguous, `k` and `n` multiples of 4. Invocation (x, y, z) writes rows
-/// `rows * y ..` (up to `m`) at the 4 columns of vector x, of batch z; the loop over k reads 4
-/// rows of rhs at those columns and one vector of each lhs row per step.
+/// `out = lhs @ rhs (+ bias)` for `lhs: [m, k]`, `rhs: [k, n]`, `bias: [n]`, all contiguous,
+/// `k` and `n` multiples of 4. Invocation (x, y) writes rows `rows * y ..` (up to `m`) at the 4
+/// columns of vector x; each step of the loop over k reads 4 rows of rhs at those columns and one
+/// vector of each lhs row.
 #[cube(launch_unchecked)]
 fn matmul_block_kernel<F: Float, N: Size>(
     lhs: &Tensor<Vector<F, N>>,
@@ -44,18 +45,14 @@ fn matmul_block_kernel<F: Float, N: Size>(
     #[comptime] with_bias: bool,
     #[define(F)] _dtype: StorageType,
 ) {
-    let m = out.shape(1);
-    let k_vectors = lhs.shape(2) / 4;
-    let n_vectors = out.shape(2) / 4;
+    let m = out.shape(0);
+    let k_vectors = lhs.shape(1) / 4;
+    let n_vectors = out.shape(1) / 4;
     let col = ABSOLUTE_POS_X as usize;
     let row = ABSOLUTE_POS_Y as usize * rows;
-    let batch = ABSOLUTE_POS_Z as usize;
     if col >= n_vectors || row >= m {
         terminate!();
     }
-    let lhs_base = batch * m * k_vectors;
-    let rhs_base = (batch % rhs.shape(0)) * k_vectors * 4 * n_vectors;
-    let out_base = batch * m * n_vectors;
     // Rows past the end read the last row again (and are not written), so the loop has no branch.
     let last = m - 1;
     let mut starts = Array::<usize>::new(rows);
@@ -66,11 +63,11 @@ fn matmul_block_kernel<F: Float, N: Size>(
     }
     #[unroll]
     for r in 0..rows {
-        starts[r] = lhs_base + (row + r).min(last) * k_vectors;
+        starts[r] = (row + r).min(last) * k_vectors;
         acc[r] = init;
     }
     for kv in 0..k_vectors {
-        let b = rhs_base + kv * 4 * n_vectors + col;
+        let b = kv * 4 * n_vectors + col;
         let b0 = rhs[b];
         let b1 = rhs[b + n_vectors];
         let b2 = rhs[b + 2 * n_vectors];
@@ -84,7 +81,7 @@ fn matmul_block_kernel<F: Float, N: Size>(
                 + b3 * Vector::new(a[3]);
         }
     }
-    let o = out_base + row * n_vectors + col;
+    let o = row * n_vectors + col;
     #[unroll]
     for r in 0..rows {
         if row + r < m {
@@ -123,36 +120,39 @@ fn dims3(t: &WgpuTensor) -> Option<[usize; 3]> {
     }
 }
 
-/// `lhs @ rhs (+ bias)` with [`matmul_block_kernel`], for `lhs: [batch, m, k]`, `rhs: [batch or
-/// 1, k, n]` and `bias: [n]` with `k` and `n` multiples of 4; `None` for other shapes.
-pub(crate) fn matmul_block(
-    lhs: WgpuTensor,
-    rhs: WgpuTensor,
+/// A Linear layer, `x @ weight (+ bias)` over the last axis of `x: [.., k]`, with
+/// [`matmul_block_kernel`], for `weight: [k, n]` and `bias: [n]` with `k` and `n` multiples of 4;
+/// `None` for other shapes.
+pub(crate) fn linear(
+    x: WgpuTensor,
+    weight: WgpuTensor,
     bias: Option<WgpuTensor>,
 ) -> Option<WgpuTensor> {
-    let ([batch, m, k], [rhs_batch, rhs_k, n]) = (dims3(&lhs)?, dims3(&rhs)?);
-    let batches = rhs_batch == batch || rhs_batch == 1;
+    let (&[k, n], Some(&x_k)) = (weight.meta.shape().as_slice(), x.meta.shape().last()) else {
+        return None;
+    };
+    let rows = x.meta.num_elements() / k.max(1);
     let vectors = k.is_multiple_of(BLOCK) && n.is_multiple_of(BLOCK);
     let bias_fits = bias
         .as_ref()
         .is_none_or(|b| b.meta.shape().as_slice() == [n]);
-    if !(batches && vectors && bias_fits && k == rhs_k && m > 0 && n > 0) {
+    if !(vectors && bias_fits && x_k == k && rows > 0 && n > 0) {
         return None;
     }
-    let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
+    let mut out_shape = x.meta.shape().clone();
+    let last = out_shape.num_dims() - 1;
+    out_shape[last] = n;
+    let lhs = into_contiguous(reshape(x, [rows, k].into()));
+    let rhs = into_contiguous(weight);
     let out = empty_device_dtype(
         lhs.client.clone(),
         lhs.device.clone(),
-        [batch, m, n].into(),
+        [rows, n].into(),
         DType::F32,
     );
     let (wx, wy) = WORKGROUP;
     let cubes = |units: usize, per: u32| units.div_ceil(per as usize) as u32;
-    let count = CubeCount::Static(
-        cubes(n / BLOCK, wx),
-        cubes(m.div_ceil(ROWS), wy),
-        batch as u32,
-    );
+    let count = CubeCount::Static(cubes(n / BLOCK, wx), cubes(rows.div_ceil(ROWS), wy), 1);
     let with_bias = bias.is_some();
     // Without a bias the kernel never reads its bias argument; rhs stands in.
     let bias = bias.map_or_else(|| rhs.clone(), into_contiguous);
@@ -173,7 +173,7 @@ pub(crate) fn matmul_block(
             DType::F32.into(),
         )
     };
-    Some(out)
+    Some(reshape(out, out_shape))
 }
 
 /// Multi-head attention, softmax(q k^T / sqrt(d_head)) v, for `q: [b, n, heads * d_head]` and

@@ -22,17 +22,11 @@ fn wgpu_linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: &Tensor<B, D>,
 ) -> Option<Tensor<B, D>> {
-    use super::kernels::{from_wgpu, matmul_block, wgpu_tensor};
-    let dims = x.dims();
-    let [k, n] = layer.weight.dims();
-    let rows = dims[..D - 1].iter().product();
-    let lhs = wgpu_tensor(&x.clone().reshape([1, rows, k]))?;
-    let rhs = wgpu_tensor(&layer.weight.val().reshape([1, k, n]))?;
+    use super::kernels::{from_wgpu, linear, wgpu_tensor};
+    let (x, weight) = (wgpu_tensor(x)?, wgpu_tensor(&layer.weight.val())?);
     let bias = match &layer.bias {
         Some(bias) => Some(wgpu_tensor(&bias.val())?),
         None => None,
     };
-    let mut shape = dims;
-    shape[D - 1] = n;
-    Some(from_wgpu::<B, 3>(matmul_block(lhs, rhs, bias)?).reshape(shape))
+    Some(from_wgpu(linear(x, weight, bias)?))
 }
