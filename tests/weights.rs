@@ -10,22 +10,7 @@ use dit_web::diffusion::NoiseRng;
 use dit_web::weights::{
     quant, Quantization, WeightError, WeightFile, WeightsMeta, FORMAT_VERSION, METADATA_KEY,
 };
-use dit_web::{Conditioning, Dit, DitConfig, Flavour, Preset, ScheduleConfig};
-
-fn meta(config: &DitConfig, quantization: Quantization) -> WeightsMeta {
-    WeightsMeta {
-        format_version: FORMAT_VERSION,
-        model: config.clone(),
-        schedule: ScheduleConfig::new(50),
-        labels: (0..config.num_classes)
-            .map(|i| format!("class{i}"))
-            .collect(),
-        dataset: "test".into(),
-        step: 123,
-        ema: true,
-        quantization,
-    }
-}
+use dit_web::{Conditioning, Dit, DitConfig, Flavour, Preset};
 
 fn tiny() -> (DitConfig, Dit<B>) {
     let config = tiny_config(Flavour::Seed, Conditioning::AdalnZero);

@@ -9,23 +9,13 @@ mod common;
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::{Conditioning, Dit, DitConfig, Flavour, ScheduleConfig};
+use dit_web::weights::{Quantization, WeightFile};
+use dit_web::{Conditioning, Dit, DitConfig, Flavour};
 
 /// The output of `model` and of the same weights on burn-wgpu, for `batch` images.
 fn both_outputs(config: &DitConfig, model: &Dit<B>, batch: usize) -> (Vec<f32>, Vec<f32>) {
-    let meta = WeightsMeta {
-        format_version: FORMAT_VERSION,
-        model: config.clone(),
-        schedule: ScheduleConfig::new(50),
-        labels: (0..config.num_classes).map(|i| format!("c{i}")).collect(),
-        dataset: "test".into(),
-        step: 1,
-        ema: true,
-        quantization: Quantization::F32,
-    };
     let gpu = WgpuDevice::default();
-    let (gpu_model, _) = WeightFile::from_model(model, meta)
+    let (gpu_model, _) = WeightFile::from_model(model, meta(config, Quantization::F32))
         .into_model::<Wgpu>(&gpu)
         .expect("the same weights load on burn-wgpu");
 

@@ -113,6 +113,16 @@ pub(crate) fn from_wgpu<B: Backend, const D: usize>(t: WgpuTensor) -> burn::Tens
     burn::Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
+/// A new, uninitialised f32 tensor of `shape` on `like`'s device, for a kernel to write.
+fn f32_output<const D: usize>(like: &WgpuTensor, shape: [usize; D]) -> WgpuTensor {
+    empty_device_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        DType::F32,
+    )
+}
+
 fn dims3(t: &WgpuTensor) -> Option<[usize; 3]> {
     match t.meta.shape().as_slice() {
         &[a, b, c] => Some([a, b, c]),
@@ -144,12 +154,7 @@ pub(crate) fn linear(
     out_shape[last] = n;
     let lhs = into_contiguous(reshape(x, [rows, k].into()));
     let rhs = into_contiguous(weight);
-    let out = empty_device_dtype(
-        lhs.client.clone(),
-        lhs.device.clone(),
-        [rows, n].into(),
-        DType::F32,
-    );
+    let out = f32_output(&lhs, [rows, n]);
     let (wx, wy) = WORKGROUP;
     let cubes = |units: usize, per: u32| units.div_ceil(per as usize) as u32;
     let count = CubeCount::Static(cubes(n / BLOCK, wx), cubes(rows.div_ceil(ROWS), wy), 1);
@@ -251,12 +256,7 @@ pub(crate) fn attention_rows(
         return None;
     }
     let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
-    let out = empty_device_dtype(
-        q.client.clone(),
-        q.device.clone(),
-        [b, n, d].into(),
-        DType::F32,
-    );
+    let out = f32_output(&q, [b, n, d]);
     let rows = 64u32;
     let count = CubeCount::Static((n as u32).div_ceil(rows), (b * heads) as u32, 1);
     // Safety: for the shapes checked above every index lies inside the (contiguous) tensors.
@@ -334,12 +334,7 @@ pub(crate) fn norm_modulate(
         into_contiguous(shift),
         into_contiguous(scale),
     );
-    let out = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        [b, n, d].into(),
-        DType::F32,
-    );
+    let out = f32_output(&x, [b, n, d]);
     let per_group = 64u32;
     let count = CubeCount::Static(((b * n) as u32).div_ceil(per_group), 1, 1);
     // Safety: for the shapes checked above every index lies inside the (contiguous) tensors.

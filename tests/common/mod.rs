@@ -4,7 +4,8 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Tensor, TensorData};
 use dit_web::diffusion::NoiseRng;
-use dit_web::{Conditioning, Dit, DitConfig, Flavour};
+use dit_web::weights::{Quantization, WeightsMeta, FORMAT_VERSION};
+use dit_web::{Conditioning, Dit, DitConfig, Flavour, ScheduleConfig};
 
 pub type B = burn::backend::NdArray<f32>;
 
@@ -68,4 +69,20 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 pub fn to_vec<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().into_vec::<f32>().unwrap()
+}
+
+/// Weight-file metadata for a test model of `config`: labels `class0..`, 50 diffusion steps.
+pub fn meta(config: &DitConfig, quantization: Quantization) -> WeightsMeta {
+    WeightsMeta {
+        format_version: FORMAT_VERSION,
+        model: config.clone(),
+        schedule: ScheduleConfig::new(50),
+        labels: (0..config.num_classes)
+            .map(|i| format!("class{i}"))
+            .collect(),
+        dataset: "test".into(),
+        step: 123,
+        ema: true,
+        quantization,
+    }
 }
