@@ -23,7 +23,7 @@ async function chooseBackend(preference) {
       const info = adapter.info || {};
       adapterInfo = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
       // A software adapter (Chromium's SwiftShader, Mesa's llvmpipe/lavapipe) emulates a GPU on the
-      // CPU: there the CPU backend was 3-5x faster per step and drew the first digit 3-4x sooner
+      // CPU: there the CPU backend was 4-5x faster per step and drew the first digit 3-4.4x sooner
       // (README, "Time to first image"), so "auto" takes the CPU; `backend=webgpu` still uses it.
       const software = info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(adapterInfo);
       if (!software || preference === "webgpu") return "webgpu";
