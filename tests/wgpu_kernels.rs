@@ -75,14 +75,22 @@ fn every_block_design_matches_burn_ndarray_on_burn_wgpu() {
 }
 
 #[test]
-fn shapes_the_kernels_decline_still_match() {
-    // Width 24 with 4 heads: heads of 6, not a multiple of 4, so attention takes burn's path
-    // while the matmul (24, 72, 96 wide) and LayerNorm kernels still run; 9 tokens per image
-    // (input 6, patch 2) and 5 images: 45 rows, not a multiple of 8.
-    let config = DitConfig::new(6, 1, 2, 24, 1, 4, 3)
-        .with_class_dropout(0.1)
-        .with_flavour(Flavour::Seed)
-        .with_conditioning(Conditioning::AdalnZero);
-    let model = random_model(&config, 9);
-    assert_close(&config, &model, 5, "heads of 6");
+fn shapes_at_the_kernels_edges_match() {
+    // 9 tokens per image (input 6, patch 2) and 5 images: 45 rows, not a multiple of the matmul's
+    // 8, and 9 query rows, not a multiple of the attention's 4. With 2 heads of 12 the attention
+    // kernel runs; with 4 heads of 6 (not a multiple of 4) attention takes burn's path while the
+    // matmul (24, 72, 96 wide) and LayerNorm kernels still run.
+    for heads in [2, 4] {
+        let config = DitConfig::new(6, 1, 2, 24, 1, heads, 3)
+            .with_class_dropout(0.1)
+            .with_flavour(Flavour::Seed)
+            .with_conditioning(Conditioning::AdalnZero);
+        let model = random_model(&config, 9);
+        assert_close(
+            &config,
+            &model,
+            5,
+            &format!("{heads} heads of {}", 24 / heads),
+        );
+    }
 }

@@ -71,7 +71,7 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// burn-wgpu tensors go to the fused attention of `model::kernels` (one query row per invocation,
+/// burn-wgpu tensors go to the fused attention of `model::kernels` (four query rows per invocation,
 /// heads read in place): burn-wgpu's matmul-softmax-matmul was a third of a step on Chromium's
 /// software adapter once the Linear layers were fast. `None` for other backends and shapes.
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
