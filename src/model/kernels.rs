@@ -20,7 +20,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::reshape;
 use cubecl::prelude::*;
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 /// The vector width: each tensor is read four floats at a time.
 const BLOCK: usize = 4;
@@ -98,10 +98,14 @@ fn matmul_block_kernel<F: Float, N: Size>(
 pub(crate) type WgpuTensor = CubeTensor<WgpuRuntime>;
 
 /// The burn-wgpu f32 tensor behind `t`, or `None` when `B` is another backend (burn-flex, or
-/// burn-wgpu with fusion) or the tensor is not f32.
+/// burn-wgpu with fusion) or the tensor is not f32. Other backends are told apart by type before
+/// anything is cloned: this runs for every Linear layer on the browser's CPU backend too.
 pub(crate) fn wgpu_tensor<B: Backend, const D: usize>(
     t: &burn::Tensor<B, D>,
 ) -> Option<WgpuTensor> {
+    if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<WgpuTensor>() {
+        return None;
+    }
     let primitive = t.clone().into_primitive().tensor();
     let tensor = (&primitive as &dyn Any).downcast_ref::<WgpuTensor>()?;
     (tensor.dtype == DType::F32).then(|| tensor.clone())
