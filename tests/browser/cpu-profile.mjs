@@ -1,7 +1,7 @@
 // Where the browser's CPU backend spends a sampler step: `make bench-cpu-profile`. Runs the bench
 // page on the CPU backend only (MODEL=, BATCH=, STEPS=) under V8's sampling profiler, through the
 // DevTools protocol, and prints the functions with the most self time (% of all samples; wasm
-// functions carry their Rust names). Idle is the page waiting between steps.
+// functions carry their Rust names; TOP= how many, 25). Idle is the page waiting between steps.
 import { launch, startServer } from "./harness.mjs";
 
 const model = process.env.MODEL || "mnist-cpu";
@@ -27,7 +27,7 @@ try {
     self.set(name, (self.get(name) || 0) + (hits.get(node.id) || 0));
   }
   console.log(`${model}, batch ${batch}, ${steps} steps on the CPU backend: ${profile.samples.length} samples`);
-  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP || 25))) {
     console.log(`${((100 * n) / profile.samples.length).toFixed(1).padStart(5)} %  ${name}`);
   }
 } finally {
