@@ -6,6 +6,7 @@
 
 mod common;
 
+mod flex_kernels;
 mod generate;
 mod model;
 mod request;

@@ -1,4 +1,4 @@
-//! The model's own burn-wgpu kernels (`src/model/kernels.rs`: matmul, fused attention, LayerNorm +
+//! The model's own burn-wgpu kernels (`src/model/kernels/wgpu.rs`: matmul, fused attention, LayerNorm +
 //! modulation) against burn-ndarray, natively. They are what the page runs on WebGPU; the browser
 //! tests check them through whole images, these check the network's output directly on shapes
 //! that reach their edges. Built only with `--features wgpu`; needs a wgpu adapter (`make wgpu`
@@ -7,52 +7,11 @@
 mod common;
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
-use burn::tensor::{Int, Tensor, TensorData};
 use common::*;
-use dit_web::weights::{Quantization, WeightFile};
 use dit_web::{Conditioning, Dit, DitConfig, Flavour};
 
-/// The output of `model` and of the same weights on burn-wgpu, for `batch` images.
-fn both_outputs(config: &DitConfig, model: &Dit<B>, batch: usize) -> (Vec<f32>, Vec<f32>) {
-    let gpu = WgpuDevice::default();
-    let (gpu_model, _) = WeightFile::from_model(model, meta(config, Quantization::F32))
-        .into_model::<Wgpu>(&gpu)
-        .expect("the same weights load on burn-wgpu");
-
-    let s = config.input_size;
-    let mut x = vec![0f32; batch * config.image_len()];
-    dit_web::diffusion::NoiseRng::new(batch as u64, 0).fill_normal(&mut x);
-    let t: Vec<f32> = (0..batch).map(|i| 7.0 + 40.0 * i as f32).collect();
-    let y: Vec<i64> = (0..batch)
-        .map(|i| (i % config.num_classes) as i64)
-        .collect();
-    let shape = [batch, config.in_channels, s, s];
-    let cpu_out = model.forward(
-        Tensor::from_data(TensorData::new(x.clone(), shape), &device()),
-        Tensor::from_data(TensorData::new(t.clone(), [batch]), &device()),
-        Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [batch]), &device()),
-    );
-    let gpu_out = gpu_model.forward(
-        Tensor::from_data(TensorData::new(x, shape), &gpu),
-        Tensor::from_data(TensorData::new(t, [batch]), &gpu),
-        Tensor::<Wgpu, 1, Int>::from_data(TensorData::new(y, [batch]), &gpu),
-    );
-    let gpu_out = gpu_out.into_data().into_vec::<f32>().unwrap();
-    (to_vec(cpu_out), gpu_out)
-}
-
 fn assert_close(config: &DitConfig, model: &Dit<B>, batch: usize, what: &str) {
-    let (cpu, gpu) = both_outputs(config, model, batch);
-    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&cpu, &gpu);
-    assert!(
-        scale > 1e-2,
-        "{what}: a random model's output is not ~0 ({scale})"
-    );
-    assert!(
-        diff <= 1e-4 * scale.max(1.0),
-        "{what}, batch {batch}: burn-wgpu differs from burn-ndarray by {diff} (output up to {scale})"
-    );
+    assert_matches_ndarray::<Wgpu>(config, model, batch, what, &WgpuDevice::default());
 }
 
 #[test]

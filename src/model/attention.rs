@@ -59,16 +59,33 @@ impl<B: Backend> Attention<B> {
                 )
             }
         };
+        if let Some(mixed) = flex_attention(&q, &k, &v, self.num_heads) {
+            return forward_linear(&self.out, mixed);
+        }
         #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
         if let Some(mixed) = wgpu_attention(&q, &k, &v, self.num_heads) {
             return forward_linear(&self.out, mixed);
         }
-        let per_head = copies_per_head::<B>(&q.device());
-        let heads = |t| split_heads(t, self.num_heads, per_head);
+        let heads = |t| split_heads(t, self.num_heads);
         let (q, k, v) = (heads(q), heads(k), heads(v));
         let mixed = sliced_attention(q, k, v, MAX_SCORE_BYTES);
-        forward_linear(&self.out, merge_heads(mixed, per_head))
+        forward_linear(&self.out, merge_heads(mixed))
     }
+}
+
+/// burn-flex tensors go to the attention of `model::kernels::flex` (two `gemm` calls per sample
+/// and head on the heads where they lie, no head copies: burn-flex copied `[b, n, heads, d_head]
+/// -> [b, heads, n, d_head]` element by element, 8 % of the page's CPU step). `None` for other
+/// backends and layouts.
+fn flex_attention<B: Backend>(
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
+    heads: usize,
+) -> Option<Tensor<B, 3>> {
+    use super::kernels::{flex, from_primitive, primitive};
+    let [q, k, v] = [q, k, v].map(primitive::<B, burn_flex::FlexTensor, 3>);
+    Some(from_primitive(flex::attention(&q?, &k?, &v?, heads)?))
 }
 
 /// burn-wgpu tensors go to the fused attention of `model::kernels` (four query rows per invocation,
@@ -81,55 +98,24 @@ fn wgpu_attention<B: Backend>(
     v: &Tensor<B, 3>,
     heads: usize,
 ) -> Option<Tensor<B, 3>> {
-    use super::kernels::{attention_rows, from_wgpu, wgpu_tensor};
+    use super::kernels::{
+        from_primitive,
+        wgpu::{attention_rows, wgpu_tensor},
+    };
     let (q, k, v) = (wgpu_tensor(q)?, wgpu_tensor(k)?, wgpu_tensor(v)?);
-    Some(from_wgpu(attention_rows(q, k, v, heads)?))
-}
-
-/// Whether to move heads in and out of place one head at a time. burn-flex (the CPU backend, in
-/// the browser too) copies a permuted tensor with a fast tiled loop only when its layout merges
-/// into two dimensions; `[b, n, heads, d_head] -> [b, heads, n, d_head]` does not, and went
-/// element by element (about a sixth of a CPU sampler step under `perf`). One head's slice does
-/// merge, and concatenating contiguous heads is a memcpy. GPU backends keep the plain permute:
-/// there it is a view or one kernel, where per-head slices would be many dispatches. Training
-/// (`autodiff<flex>`) keeps it too: there the slices' backward passes cost what the copies saved.
-/// So does the browser's CPU fallback: in wasm the per-head path was no faster, and at batch 4
-/// slower in each of three runs (`docs/bench-cpu-heads.json`).
-fn copies_per_head<B: Backend>(device: &B::Device) -> bool {
-    !cfg!(target_arch = "wasm32") && B::name(device) == "flex"
+    Some(from_primitive(attention_rows(q, k, v, heads)?))
 }
 
 /// `[b, m, heads * d_head] -> [b, heads, m, d_head]`.
-fn split_heads<B: Backend>(t: Tensor<B, 3>, heads: usize, per_head: bool) -> Tensor<B, 4> {
+fn split_heads<B: Backend>(t: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
     let [b, m, d] = t.dims();
-    let d_head = d / heads;
-    if !per_head {
-        return t.reshape([b, m, heads, d_head]).swap_dims(1, 2);
-    }
-    let parts = (0..heads)
-        .map(|h| {
-            t.clone()
-                .slice([0..b, 0..m, h * d_head..(h + 1) * d_head])
-                .reshape([b, 1, m, d_head])
-        })
-        .collect();
-    Tensor::cat(parts, 1)
+    t.reshape([b, m, heads, d / heads]).swap_dims(1, 2)
 }
 
 /// `[b, heads, n, d_head] -> [b, n, heads * d_head]`, the inverse of [`split_heads`].
-fn merge_heads<B: Backend>(t: Tensor<B, 4>, per_head: bool) -> Tensor<B, 3> {
+fn merge_heads<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 3> {
     let [b, heads, n, d_head] = t.dims();
-    if !per_head {
-        return t.swap_dims(1, 2).reshape([b, n, heads * d_head]);
-    }
-    let parts = (0..heads)
-        .map(|h| {
-            t.clone()
-                .slice([0..b, h..h + 1, 0..n, 0..d_head])
-                .reshape([b, n, d_head])
-        })
-        .collect();
-    Tensor::cat(parts, 2)
+    t.swap_dims(1, 2).reshape([b, n, heads * d_head])
 }
 
 /// Largest attention-score tensor `[b, heads, n, m]` (f32) one attention call may build, in
@@ -183,21 +169,22 @@ mod tests {
     use burn::tensor::Distribution;
 
     #[test]
-    fn heads_moved_one_at_a_time_equal_the_permute() {
+    fn merging_heads_undoes_splitting_them() {
         let device = Default::default();
         let x = Tensor::<NdArray, 3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
-        let plain = split_heads(x.clone(), 3, false);
-        let per_head = split_heads(x.clone(), 3, true);
-        assert_eq!(plain.dims(), [2, 3, 5, 4]);
-        assert_eq!(per_head.dims(), [2, 3, 5, 4]);
-        plain.to_data().assert_eq(&per_head.to_data(), true);
-        // Merging undoes splitting, both ways.
-        merge_heads(per_head, true)
+        let heads = split_heads(x.clone(), 3);
+        assert_eq!(heads.dims(), [2, 3, 5, 4]);
+        // Head 1 of token 2 of sample 1 holds features 4..8 of that token.
+        heads
+            .clone()
+            .slice([1..2, 1..2, 2..3, 0..4])
+            .reshape([4])
             .to_data()
-            .assert_eq(&x.to_data(), true);
-        merge_heads(plain, false)
-            .to_data()
-            .assert_eq(&x.to_data(), true);
+            .assert_eq(
+                &x.clone().slice([1..2, 2..3, 4..8]).reshape([4]).to_data(),
+                true,
+            );
+        merge_heads(heads).to_data().assert_eq(&x.to_data(), true);
     }
 
     #[test]

@@ -1,15 +1,20 @@
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
+use burn_flex::FlexTensor;
 
 /// `x W + b` over the last dimension of `x`: every Linear layer of the model runs through here.
-/// On burn-wgpu (the page's WebGPU; natively, `--features wgpu`) tensors go to the register-tiled
-/// matmul of `model::kernels` (burn-wgpu's own was about 40 times slower on Chromium's software
-/// adapter); any other backend, and any shape that kernel does not take, runs burn's
-/// `Linear::forward`. The same sums in another order, so images agree to float rounding.
+/// On burn-flex (the CPU backend) it is one `gemm` call that accumulates into the bias; on
+/// burn-wgpu (the page's WebGPU; natively, `--features wgpu`) the register-tiled matmul of
+/// `model::kernels::wgpu` (burn-wgpu's own was about 40 times slower on Chromium's software
+/// adapter); any other backend, and any shape those do not take, runs burn's `Linear::forward`.
+/// The same sums in another order, so images agree to float rounding.
 pub(crate) fn forward_linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
+    if let Some(y) = flex_linear(layer, &x) {
+        return y;
+    }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
     if let Some(y) = wgpu_linear(layer, &x) {
         return y;
@@ -22,11 +27,28 @@ fn wgpu_linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: &Tensor<B, D>,
 ) -> Option<Tensor<B, D>> {
-    use super::kernels::{from_wgpu, linear, wgpu_tensor};
+    use super::kernels::{
+        from_primitive,
+        wgpu::{linear, wgpu_tensor},
+    };
     let (x, weight) = (wgpu_tensor(x)?, wgpu_tensor(&layer.weight.val())?);
     let bias = match &layer.bias {
         Some(bias) => Some(wgpu_tensor(&bias.val())?),
         None => None,
     };
-    Some(from_wgpu(linear(x, weight, bias)?))
+    Some(from_primitive(linear(x, weight, bias)?))
+}
+
+fn flex_linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    use super::kernels::{flex, from_primitive, primitive};
+    let x = primitive::<B, FlexTensor, D>(x)?;
+    let weight = primitive::<B, FlexTensor, 2>(&layer.weight.val())?;
+    let bias = match &layer.bias {
+        Some(bias) => Some(primitive::<B, FlexTensor, 1>(&bias.val())?),
+        None => None,
+    };
+    Some(from_primitive(flex::linear(&x, &weight, bias.as_ref())?))
 }

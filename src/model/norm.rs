@@ -20,19 +20,35 @@ pub fn modulate<B: Backend>(
 }
 
 /// `modulate(layer_norm(x), shift, scale)`, adaLN's input to a branch. On burn-wgpu it is one
-/// kernel of `model::kernels` instead of the nine element-wise and reduction dispatches
-/// burn-wgpu runs for it (on Chromium's software adapter its broadcasts are scalar loops);
-/// everywhere else it is exactly those two functions.
+/// kernel of `model::kernels::wgpu` instead of the nine element-wise and reduction dispatches
+/// burn-wgpu runs for it (on Chromium's software adapter its broadcasts are scalar loops); on
+/// burn-flex one pass per token instead of as many passes over the tensor; everywhere else it is
+/// exactly those two functions.
 pub fn norm_modulate<B: Backend>(
     x: Tensor<B, 3>,
     shift: Tensor<B, 2>,
     scale: Tensor<B, 2>,
 ) -> Tensor<B, 3> {
+    if let Some(y) = flex_norm_modulate(&x, &shift, &scale) {
+        return y;
+    }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
     if let Some(y) = wgpu_norm_modulate(&x, &shift, &scale) {
         return y;
     }
     modulate(layer_norm(x), shift, scale)
+}
+
+fn flex_norm_modulate<B: Backend>(
+    x: &Tensor<B, 3>,
+    shift: &Tensor<B, 2>,
+    scale: &Tensor<B, 2>,
+) -> Option<Tensor<B, 3>> {
+    use super::kernels::{flex, from_primitive, primitive};
+    let x = primitive::<B, burn_flex::FlexTensor, 3>(x)?;
+    let shift = primitive::<B, burn_flex::FlexTensor, 2>(shift)?;
+    let scale = primitive::<B, burn_flex::FlexTensor, 2>(scale)?;
+    Some(from_primitive(flex::norm_modulate(&x, &shift, &scale)?))
 }
 
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
@@ -41,9 +57,12 @@ fn wgpu_norm_modulate<B: Backend>(
     shift: &Tensor<B, 2>,
     scale: &Tensor<B, 2>,
 ) -> Option<Tensor<B, 3>> {
-    use super::kernels::{from_wgpu, norm_modulate, wgpu_tensor};
+    use super::kernels::{
+        from_primitive,
+        wgpu::{norm_modulate, wgpu_tensor},
+    };
     let (x, shift, scale) = (wgpu_tensor(x)?, wgpu_tensor(shift)?, wgpu_tensor(scale)?);
-    Some(from_wgpu(norm_modulate(x, shift, scale)?))
+    Some(from_primitive(norm_modulate(x, shift, scale)?))
 }
 
 /// A per-sample vector `[B, d]` repeated for each of `tokens` tokens: `[B, tokens, d]`, the same

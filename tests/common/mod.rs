@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
 use dit_web::diffusion::NoiseRng;
-use dit_web::weights::{Quantization, WeightsMeta, FORMAT_VERSION};
+use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
 use dit_web::{Conditioning, Dit, DitConfig, Flavour, ScheduleConfig};
 
 pub type B = burn::backend::NdArray<f32>;
@@ -85,4 +86,52 @@ pub fn meta(config: &DitConfig, quantization: Quantization) -> WeightsMeta {
         ema: true,
         quantization,
     }
+}
+
+/// Asserts that `model`'s weights on backend `O` give `model`'s output on burn-ndarray for
+/// `batch` images, within 1e-4 of the output's scale: how the model's own kernels for burn-flex
+/// and burn-wgpu (`src/model/kernels/`) are checked against burn's generic path.
+pub fn assert_matches_ndarray<O: Backend>(
+    config: &DitConfig,
+    model: &Dit<B>,
+    batch: usize,
+    what: &str,
+    other: &O::Device,
+) {
+    let (other_model, _) = WeightFile::from_model(model, meta(config, Quantization::F32))
+        .into_model::<O>(other)
+        .expect("the same weights load on the other backend");
+    let s = config.input_size;
+    let mut x = vec![0f32; batch * config.image_len()];
+    NoiseRng::new(batch as u64, 0).fill_normal(&mut x);
+    let t: Vec<f32> = (0..batch).map(|i| 7.0 + 40.0 * i as f32).collect();
+    let y: Vec<i64> = (0..batch)
+        .map(|i| (i % config.num_classes) as i64)
+        .collect();
+    let shape = [batch, config.in_channels, s, s];
+    let expected = to_vec(model.forward(
+        Tensor::from_data(TensorData::new(x.clone(), shape), &device()),
+        Tensor::from_data(TensorData::new(t.clone(), [batch]), &device()),
+        Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [batch]), &device()),
+    ));
+    let got = other_model
+        .forward(
+            Tensor::from_data(TensorData::new(x, shape), other),
+            Tensor::from_data(TensorData::new(t, [batch]), other),
+            Tensor::<O, 1, Int>::from_data(TensorData::new(y, [batch]), other),
+        )
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap();
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&expected, &got);
+    assert!(
+        scale > 1e-2,
+        "{what}: a random model's output is not ~0 ({scale})"
+    );
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{what}, batch {batch}: {} differs from burn-ndarray by {diff} (output up to {scale})",
+        O::name(other)
+    );
 }

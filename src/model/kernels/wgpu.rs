@@ -15,12 +15,13 @@
 //! of any other backend (burn-wgpu with fusion included), dtype or shape take burn's own path.
 
 use burn::backend::wgpu::{CubeTensor, WgpuRuntime};
-use burn::tensor::{backend::Backend, DType, TensorPrimitive};
+use burn::tensor::{backend::Backend, DType};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::reshape;
 use cubecl::prelude::*;
-use std::any::{Any, TypeId};
+
+use super::primitive;
 
 /// The vector width: each tensor is read four floats at a time.
 const BLOCK: usize = 4;
@@ -98,27 +99,11 @@ fn matmul_block_kernel<F: Float, N: Size>(
 pub(crate) type WgpuTensor = CubeTensor<WgpuRuntime>;
 
 /// The burn-wgpu f32 tensor behind `t`, or `None` when `B` is another backend (burn-flex, or
-/// burn-wgpu with fusion) or the tensor is not f32. Other backends are told apart by type before
-/// anything is cloned: this runs for every Linear layer on the browser's CPU backend too.
+/// burn-wgpu with fusion) or the tensor is not f32.
 pub(crate) fn wgpu_tensor<B: Backend, const D: usize>(
     t: &burn::Tensor<B, D>,
 ) -> Option<WgpuTensor> {
-    if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<WgpuTensor>() {
-        return None;
-    }
-    let primitive = t.clone().into_primitive().tensor();
-    let tensor = (&primitive as &dyn Any).downcast_ref::<WgpuTensor>()?;
-    (tensor.dtype == DType::F32).then(|| tensor.clone())
-}
-
-/// A kernel's output as a tensor of `B`, which [`wgpu_tensor`] found to be burn-wgpu.
-pub(crate) fn from_wgpu<B: Backend, const D: usize>(t: WgpuTensor) -> burn::Tensor<B, D> {
-    let mut slot = Some(t);
-    let primitive = (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<B::FloatTensorPrimitive>>()
-        .and_then(Option::take)
-        .expect("B's float primitive is burn-wgpu's tensor: wgpu_tensor returned one");
-    burn::Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    primitive::<B, WgpuTensor, D>(t).filter(|tensor| tensor.dtype == DType::F32)
 }
 
 /// A new, uninitialised f32 tensor of `shape` on `like`'s device, for a kernel to write.
