@@ -52,7 +52,7 @@ unit:
 	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
 	$(LINTED) $(CARGO) test --workspace
 
-# The model's own burn-wgpu kernels (src/model/kernels.rs, what the page runs on WebGPU) against
+# The model's own burn-wgpu kernels (src/model/kernels/wgpu.rs, what the page runs on WebGPU) against
 # burn-ndarray, natively on Mesa's lavapipe: a Vulkan driver that runs on the CPU (Debian's
 # mesa-vulkan-drivers; installed when run as root).
 LAVAPIPE := /usr/share/vulkan/icd.d/lvp_icd.x86_64.json

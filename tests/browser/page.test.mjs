@@ -123,7 +123,7 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
   });
 
   test("digits on WebGPU equal trainer generate within 2/255, from both models", async (t) => {
-    // WebGPU runs the model's Linear layers and attention in dit-web's own kernels (src/web/kernels.rs):
+    // WebGPU runs the model's Linear layers and attention in dit-web's own kernels (src/model/kernels/wgpu.rs):
     // both models cover their shapes (49 and 196 tokens, heads of 32 and 48), with and without guidance.
     const { page, problems } = await openPage(chrome.context);
     for (const [model, cfg] of [["mnist-cpu", "1"], ["mnist", "3"]]) {
