@@ -267,7 +267,9 @@ fn softmax(row: &mut [f32]) {
     for x in row.iter_mut() {
         *x -= max;
     }
-    map_in_place(row, exp, simd128::exp);
+    for x in simd128::exp_in_place(row) {
+        *x = exp(*x);
+    }
     let inverse = 1.0 / row.iter().sum::<f32>();
     for x in row.iter_mut() {
         *x *= inverse;
@@ -334,21 +336,10 @@ pub(crate) fn gelu_in_place(mut t: FlexTensor) -> Result<FlexTensor, FlexTensor>
     let Some(values) = t.try_storage_mut::<f32>() else {
         return Err(t);
     };
-    map_in_place(values, gelu, simd128::gelu);
-    Ok(t)
-}
-
-/// `values[i] = f(values[i])`; in wasm four at a time with `f4`, the same arithmetic in SIMD128
-/// lanes (so the same floats as natively: the browser and `trainer generate` agree). rustc
-/// leaves loops unvectorised at the browser build's opt-level "s", and at 3 the module grew by half.
-#[allow(unused_variables)]
-#[inline(always)]
-fn map_in_place(values: &mut [f32], f: impl Fn(f32) -> f32, f4: simd128::Map) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let values = simd128::map_in_place(values, f4);
-    for x in values.iter_mut() {
-        *x = f(*x);
+    for x in simd128::gelu_in_place(values) {
+        *x = gelu(*x);
     }
+    Ok(t)
 }
 
 #[inline(always)]
@@ -408,33 +399,40 @@ const EXP_TAYLOR: [f32; 8] = [
     5040.0,
 ];
 
-/// [`gelu`] and [`exp`] on four floats in wasm's SIMD128, op for op the scalar code.
+/// [`gelu`] and [`exp`] over a slice in place, four floats at a time in wasm's SIMD128, with the
+/// scalar code's operations in the same order in each lane (so the browser computes the same floats
+/// as `trainer generate`). Each returns the values it left for the scalar code: the last one to
+/// three, or all of them where there is no SIMD128. rustc leaves loops unvectorised at the browser
+/// build's opt-level "s", and building dit-web at 3 instead made the module half as large again.
 mod simd128 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    pub(super) use lanes::*;
-    /// A function on four floats (`()` where there is no SIMD128).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    pub(super) type Map = fn(core::arch::wasm32::v128) -> core::arch::wasm32::v128;
+    pub(super) use lanes::{exp_in_place, gelu_in_place};
+
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    pub(super) type Map = ();
-    // Stand-ins with the SIMD functions' names, so callers need no cfg of their own.
+    pub(super) fn exp_in_place(values: &mut [f32]) -> &mut [f32] {
+        values
+    }
+
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    #[allow(non_upper_case_globals)]
-    pub(super) const exp: Map = ();
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    #[allow(non_upper_case_globals)]
-    pub(super) const gelu: Map = ();
+    pub(super) fn gelu_in_place(values: &mut [f32]) -> &mut [f32] {
+        values
+    }
 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     mod lanes {
         use core::arch::wasm32::*;
 
+        pub(in super::super) fn exp_in_place(values: &mut [f32]) -> &mut [f32] {
+            map_in_place(values, exp)
+        }
+
+        pub(in super::super) fn gelu_in_place(values: &mut [f32]) -> &mut [f32] {
+            map_in_place(values, gelu)
+        }
+
         /// Applies `f` to whole groups of four and returns the rest.
         #[inline(always)]
-        pub(in super::super) fn map_in_place(
-            values: &mut [f32],
-            f: impl Fn(v128) -> v128,
-        ) -> &mut [f32] {
+        fn map_in_place(values: &mut [f32], f: impl Fn(v128) -> v128) -> &mut [f32] {
             let (groups, rest) = values.as_chunks_mut::<4>();
             for group in groups {
                 let p = group.as_mut_ptr().cast::<v128>();
@@ -451,7 +449,7 @@ mod simd128 {
 
         /// [`super::super::gelu`].
         #[inline(always)]
-        pub(in super::super) fn gelu(x: v128) -> v128 {
+        fn gelu(x: v128) -> v128 {
             let half_x = f32x4_mul(splat(0.5), x);
             let e = erf(f32x4_mul(x, splat(std::f32::consts::FRAC_1_SQRT_2)));
             f32x4_mul(half_x, f32x4_add(splat(1.0), e))
@@ -478,7 +476,7 @@ mod simd128 {
 
         /// [`super::super::exp`].
         #[inline(always)]
-        pub(in super::super) fn exp(x: v128) -> v128 {
+        fn exp(x: v128) -> v128 {
             use super::super::{EXP_TAYLOR, LN2_HI, LN2_LO};
             let x = f32x4_pmin(f32x4_pmax(x, splat(-87.0)), splat(88.0));
             let j = f32x4_nearest(f32x4_mul(x, splat(std::f32::consts::LOG2_E)));
