@@ -49,7 +49,18 @@ struct Matrix<'a> {
     stride: usize,
 }
 
-impl Matrix<'_> {
+impl<'a> Matrix<'a> {
+    /// All of `data` as a `rows x cols` matrix, rows one after another.
+    fn whole(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            offset: 0,
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+
     /// Whether every element lies inside `data` (what makes handing it to `gemm` sound).
     fn in_bounds(&self) -> bool {
         self.rows == 0
@@ -142,20 +153,7 @@ pub(crate) fn linear(
         },
         None => vec![0.0; m * n],
     };
-    let lhs = Matrix {
-        data: x,
-        offset: 0,
-        rows: m,
-        cols: k,
-        stride: k,
-    };
-    let rhs = Matrix {
-        data: weight,
-        offset: 0,
-        rows: k,
-        cols: n,
-        stride: n,
-    };
+    let (lhs, rhs) = (Matrix::whole(x, m, k), Matrix::whole(weight, k, n));
     matmul(&mut out, n, lhs, rhs, false, 1.0, bias.is_some());
     let mut shape = x_dims.to_vec();
     *shape.last_mut()? = n;
@@ -238,13 +236,7 @@ pub(crate) fn attention(
             for row in scores.chunks_exact_mut(m) {
                 softmax(row);
             }
-            let probabilities = Matrix {
-                data: &scores,
-                offset: 0,
-                rows: n,
-                cols: m,
-                stride: m,
-            };
+            let probabilities = Matrix::whole(&scores, n, m);
             // The head's columns of the output: rows `d` apart from sample s's first row.
             let dst = &mut out[s * n * d + from..];
             matmul(
