@@ -25,9 +25,10 @@
 # WARMUP (100 steps), MAX_STEPS (the most steps either run may take, 100000), SAMPLE_EVERY
 # (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
 # files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
-# f16 file, S the new `mnist-cpu` int8 file, O and P the shipped `mnist` and `mnist-cpu` files).
+# f16 file, I its int4 file (group 32), S the new `mnist-cpu` int8 file, O and P the shipped
+# `mnist` and `mnist-cpu` files).
 # Writes OUT/{mnist,mnist-cpu}/ (the run folders: run.json, metrics.jsonl, samples, plots; the
-# checkpoints are deleted at the end), OUT/new/{mnist,mnist-cpu}-{f16,int8}.safetensors,
+# checkpoints are deleted at the end), OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors,
 # OUT/train.json and OUT/study/<name>/eval-sweep.json.
 set -u
 out=${1:?usage: bench/gpu-continue.sh OUT_DIR}
@@ -66,11 +67,11 @@ for r in "${runs[@]}"; do
 done
 wait
 
-# 2. Export the EMA weights of the latest checkpoint, as the page loads them (int8) and as the
-#    next continuation should start from (f16).
+# 2. Export the EMA weights of the latest checkpoint, as the page loads them (int8), as the
+#    next continuation should start from (f16), and as int4 (issue 13's third quantization).
 for r in "${runs[@]}"; do
   set -- $r
-  for q in f16 int8; do
+  for q in f16 int8 int4; do
     "$TRAINER" export --run "$out/$1" --quant "$q" --out "$out/new/$1-$q.safetensors" \
       > "$out/export-$1-$q.log" 2>&1 || echo "export $1 $q failed: $(tail -2 "$out/export-$1-$q.log")"
   done
@@ -101,8 +102,8 @@ PY
 
 # 3. The judge: STUDY's cells, the `mnist` ones and the `mnist-cpu` ones in two streams at once.
 declare -A file=([M]=$out/new/mnist-int8.safetensors [F]=$out/new/mnist-f16.safetensors
-  [S]=$out/new/mnist-cpu-int8.safetensors [O]=$root/www/weights/mnist.safetensors
-  [P]=$root/www/weights/mnist-cpu.safetensors)
+  [I]=$out/new/mnist-int4.safetensors [S]=$out/new/mnist-cpu-int8.safetensors
+  [O]=$root/www/weights/mnist.safetensors [P]=$root/www/weights/mnist-cpu.safetensors)
 IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 1.5 M,O;ddpm 20 1.5 S;ddpm 20 3 S 0,330;ddpm 20 1 M;ddpm 20 2 S;ddpm 20 2 M;ddpm 20 3 S;ddpm 20 1.25 M;ddpm 20 2 S 0,330;ddpm 20 2 M 0,330;ddpm 20 1.5 F;ddpm 20 3 M 0,330;ddpm 50 1.25 M}"
 cells() {  # the cells whose files include one of the letters in $1
   for spec in "${specs[@]}"; do
@@ -116,7 +117,7 @@ cells() {  # the cells whose files include one of the letters in $1
     echo "$name: $(tail -n "${#files[@]}" "$out/study/$name.log" | tr -s ' ' | tr '\n' ';')"
   done
 }
-letters=MFO cells &
+letters=MFIO cells &
 letters=SP cells &
 wait
 rm -rf "$out"/mnist/checkpoints "$out"/mnist-cpu/checkpoints

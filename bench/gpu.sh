@@ -12,6 +12,8 @@
 # default "check train sample torch"), QUICK=1 (tiny step counts, for checking the script's logic
 # on a CPU), STEPS (timed steps, 20), TRAIN_BACKENDS (the plain build's training backends;
 # default BACKENDS), TORCH=0 to skip the PyTorch reference, BF16=0 to skip its bf16 rows,
+# TORCH_SPECS (the PyTorch runs, words "preset,batch,sample-batch"; default "mnist,64,16
+# mnist,256,100 celeba,112,16"),
 # DEADLINE (seconds since 1970: no step starts after it, a running one is stopped at it).
 set -u
 out=${1:?usage: bench/gpu.sh OUT_DIR}
@@ -96,12 +98,15 @@ train() {
   done
 }
 
-# 3. Sampler: one guided DPM-Solver++ step (network on twice the images), 16 and 100 images.
+# 3. Sampler: one guided DPM-Solver++ step (network on twice the images), 16 and 100 images. On
+#    wgpu and the CPU the model runs dit-web's own kernels; a second row each times burn's own
+#    (`--burn-kernels`) on the same device.
 sample() {
   local build=$1 bin=$2 tag="{\"build\":\"$1\"}" b n
   for b in $3; do
     for n in 16 100; do
       step "sample-mnist-$n-$b-$build" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps"
+      [ "$b" = cuda ] || step "sample-mnist-$n-$b-$build-burn" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps" --burn-kernels
     done
   done
 }
@@ -116,8 +121,8 @@ torch_reference() {
   [ "${BF16:-1}" = 1 ] && precisions+=("--bf16")
   for precision in "${precisions[@]}"; do
     tag="{\"kind\":\"torch\",\"precision\":\"${precision:+bf16}\"}"
-    for spec in "mnist 64 16" "mnist 256 100" "celeba $celeba 16"; do
-      set -- $spec
+    for spec in ${TORCH_SPECS:-mnist,64,16 mnist,256,100 celeba,$celeba,16}; do
+      set -- ${spec//,/ }
       step "torch-$1-b$2${precision}" "$tag" python3 "$here/torch_reference.py" --device "$device" \
         --preset "$1" --batch "$2" --sample-batch "$3" --label-dropout 0.1 --iters "$steps" \
         --warmup "$warm" --threads 16 $precision

@@ -39,8 +39,8 @@ def main():
         elif "log_tail" in r and r.get("step", "").startswith(("train", "sample")):
             print(f"| {r['step']} | {r.get('build', '')} | failed (rc {r['rc']}) | | | |")
     print()
-    print("| guided DPM-Solver++ step, mnist | build | dit-web ms | PyTorch fp32 ms | PyTorch bf16 ms | dit-web / PyTorch fp32 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| guided DPM-Solver++ step, mnist | build | kernels | dit-web ms | PyTorch fp32 ms | PyTorch bf16 ms | dit-web / PyTorch fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     ref = {}
     for r in rows:
         if r.get("kind") == "torch" and "sample" in r:
@@ -51,7 +51,11 @@ def main():
             n = r["batch"]
             fp32 = ref.get((r["preset"], n, "fp32"))
             ratio = f"{r['ms_per_step'] / fp32:.2f}x" if fp32 else "-"
-            print(f"| {n} images on {r['backend']} | {r.get('build', 'plain')} | {r['ms_per_step']:.1f} | "
+            # `own_kernels`: dit-web's own code (wgpu, cpu) or burn's (`--burn-kernels`); rows from
+            # before the flag have no field, and cuda has only burn's.
+            own = r.get("own_kernels")
+            kernels = "burn's" if own is False or r["backend"] == "cuda" else ("dit-web's" if own else "-")
+            print(f"| {n} images on {r['backend']} | {r.get('build', 'plain')} | {kernels} | {r['ms_per_step']:.1f} | "
                   f"{fp32 or '-'} | {ref.get((r['preset'], n, 'bf16'), '-')} | {ratio} |")
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ pub use embed::{
     position_table, timestep_frequencies, LabelEmbedder, PatchEmbed, TimestepEmbedder,
 };
 pub use final_layer::FinalLayer;
+pub use kernels::set_own_kernels;
 
 use burn::tensor::activation::{gelu, gelu_approximate, selu, silu};
 use burn::tensor::{backend::Backend, Tensor};

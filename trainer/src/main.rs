@@ -119,6 +119,10 @@ struct BenchArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Run every op through burn's own kernels, not dit-web's own code for burn-flex (cpu/flex)
+    /// and burn-wgpu (wgpu): to time one against the other on the same device.
+    #[arg(long)]
+    burn_kernels: bool,
 }
 
 #[derive(Args)]
@@ -531,7 +535,8 @@ fn run(cli: Cli) -> Result {
             Ok(())
         }
         Command::Bench(args) => {
-            let json = trainer::bench::bench(
+            dit_web::model::set_own_kernels(!args.burn_kernels);
+            let mut json = trainer::bench::bench(
                 args.backend,
                 &args.network.apply(preset(&args.preset)?)?,
                 args.batch_size,
@@ -540,6 +545,7 @@ fn run(cli: Cli) -> Result {
                 args.warmup,
                 args.steps,
             )?;
+            json["own_kernels"] = (!args.burn_kernels).into();
             println!("{json}");
             Ok(())
         }

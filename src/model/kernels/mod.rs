@@ -9,6 +9,7 @@
 //! The same sums in another order, so images agree with burn's path to float rounding.
 
 use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 
@@ -38,8 +39,19 @@ pub(crate) fn from_primitive<B: Backend, T: 'static, const D: usize>(t: T) -> Te
     Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
 }
 
+/// Whether the model takes dit-web's own code where its backend has some (the default).
+static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns dit-web's own code for burn-flex and burn-wgpu on or off for the whole process; off,
+/// every op takes burn's path. For measuring one against the other on the same device (`trainer
+/// bench --burn-kernels`).
+pub fn set_own_kernels(enabled: bool) {
+    OWN_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
 fn is<B: Backend, T: 'static>() -> bool {
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>()
+    OWN_KERNELS.load(Ordering::Relaxed)
+        && TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>()
 }
 
 /// `from` as `To`, which the caller checked is its own type.

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One device call, run in the repository root on a lent GPU machine with `gpu-run/` carried
+# (docs/gpu.md, "Session 16"): unpacks the trainer and the Vulkan loader, runs one part, and
+# leaves at most 8 files of at most 16 MiB in OUT (what comes back from a call).
+#
+#   bash bench/gpu-call.sh kernels   # issues 12 and 13: sampler steps on cuda, wgpu with the
+#                                    # page's own kernels and with burn's, PyTorch; `generate`
+#                                    # of 1,000 digits on cuda
+#   bash bench/gpu-call.sh train     # issue 13: trains `mnist` on from gpu-run/mnist-f16, exports,
+#                                    # and judges the new files beside the shipped one
+#   OUT=/tmp/dry GPU_RUN=... BACKENDS=cpu BACKEND=cpu QUICK=1 bash bench/gpu-call.sh ...  # here
+#
+# gpu-run/ holds trainer.xz (the stripped `--features cuda,wgpu` build), gl/*.deb (libvulkan1
+# and libglvnd: docs/gpu.md), data/mnist/, classifier.mpk and mnist-f16.safetensors. Files
+# unpacked into /tmp/g stay there while the machine stays warm, so a second call skips that.
+# Environment: SECONDS_LEFT (the call's time limit, 560; parts stop early enough to pack),
+# BUDGET (training seconds, 360), and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
+set -u
+part=${1:?usage: bench/gpu-call.sh kernels|train}
+out=${OUT:?OUT must name the folder that comes back}
+run=${GPU_RUN:-gpu-run}
+root=$(pwd)
+started=$(date +%s)
+ends=$(( started + ${SECONDS_LEFT:-560} ))
+work=${WORK:-/tmp/g}
+mkdir -p "$work" "$out"
+
+if [ ! -x "$work/trainer" ]; then
+  if [ -f "$run/trainer.xz" ]; then xz -dc "$run/trainer.xz" > "$work/trainer"; else cp "$run/trainer" "$work/trainer"; fi
+  chmod +x "$work/trainer"
+fi
+if [ -d "$run/gl" ] && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in "$run"/gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] &&
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+. "$root/bench/gpu-env.sh"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1
+export TRAINER=$work/trainer
+
+case $part in
+kernels)
+  # Sampler steps: cuda, wgpu (own kernels and burn's), PyTorch fp32 (TF32 off), 16 and 100 images.
+  STAGES="sample torch" BF16=0 TORCH_SPECS="mnist,64,16 mnist,256,100" DEADLINE=$(( ends - 40 )) \
+    bench/gpu.sh "$work/kernels"
+  cp "$work/kernels/bench-gpu.json" "$out/" 2>/dev/null
+  # `trainer generate` of 1,000 digits (100 of each) on cuda, per network batch size: the same
+  # images whatever the batch, so the first and last PNGs are compared too.
+  labels=$(for _ in $(seq "${GEN_PER_CLASS:-100}"); do echo 0 1 2 3 4 5 6 7 8 9; done)
+  : > "$work/generate.jsonl"
+  for batch in ${GEN_BATCHES:-32 250 1000}; do
+    [ $(( $(date +%s) + 30 )) -lt "$ends" ] || break
+    t0=$(date +%s%N)
+    timeout $(( ends - $(date +%s) - 10 )) "$TRAINER" generate --backend "${BACKEND:-cuda}" \
+      --weights www/weights/mnist.safetensors --labels $labels --sampler ddpm --steps 20 --cfg 1.25 \
+      --seed 7 --batch "$batch" --out "$work/gen-$batch" > "$work/gen-$batch.log" 2>&1
+    rc=$?
+    t1=$(date +%s%N)
+    sum=$(cat "$work/gen-$batch"/0*.png 2>/dev/null | sha256sum | cut -c1-16)
+    echo "{\"kind\":\"generate\",\"backend\":\"${BACKEND:-cuda}\",\"images\":$(echo $labels | wc -w),\"batch\":$batch,\"rc\":$rc,\"seconds\":$(( (t1 - t0) / 1000000 ))e-3,\"png_sha256_16\":\"$sum\"}" | tee -a "$work/generate.jsonl"
+  done
+  cp "$work/generate.jsonl" "$out/"
+  first=${GEN_BATCHES:-32}; cp "$work/gen-${first%% *}/grid.png" "$out/generate-grid.png" 2>/dev/null
+  tar czf "$out/kernels-logs.tar.gz" -C "$work" kernels/logs $(cd "$work" && ls gen-*.log)
+  ;;
+train)
+  # Training `mnist` on from the f16 export of its first GPU run, alone on the GPU.
+  MODELS=mnist MNIST_INIT=$run/mnist-f16.safetensors DATA=$run/data/mnist \
+    CLASSIFIER=$run/classifier.mpk BUDGET=${BUDGET:-360} GRACE=${GRACE:-30} \
+    DEADLINE=$(( ends - 35 )) CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-250} \
+    STUDY="${STUDY:-ddpm 20 1.25 M,O;ddpm 20 1 M;ddpm 20 1.5 M;ddpm 20 1.5 M 0,330;ddpm 20 1.25 I,F;ddpm 20 1.25 M 0,330;ddpm 20 2 M 0,330}" \
+    bench/gpu-continue.sh "$work/train"
+  # Back: the new int8 and int4 files, the f16 one in xz parts, and one archive of the rest.
+  cp "$work"/train/new/mnist-int8.safetensors "$work"/train/new/mnist-int4.safetensors "$out/" 2>/dev/null
+  if [ -f "$work/train/new/mnist-f16.safetensors" ]; then
+    xz -T0 -c "$work/train/new/mnist-f16.safetensors" | split -b 15M - "$out/mnist-f16.safetensors.xz.part-"
+  fi
+  tar czf "$out/train.tar.gz" -C "$work/train" --exclude='*.safetensors' --exclude=checkpoints .
+  ;;
+*) echo "unknown part $part" >&2; exit 2 ;;
+esac
+ls -la "$out"
+echo "gpu-call $part: $(( $(date +%s) - started )) s"
