@@ -99,14 +99,15 @@ train() {
 }
 
 # 3. Sampler: one guided DPM-Solver++ step (network on twice the images), 16 and 100 images. On
-#    wgpu and the CPU the model runs dit-web's own kernels; a second row each times burn's own
-#    (`--burn-kernels`) on the same device.
+#    wgpu and the CPU, one row with dit-web's own kernels and one with burn's (`--kernels`).
 sample() {
-  local build=$1 bin=$2 tag="{\"build\":\"$1\"}" b n
+  local build=$1 bin=$2 tag="{\"build\":\"$1\"}" b n k
   for b in $3; do
     for n in 16 100; do
-      step "sample-mnist-$n-$b-$build" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps"
-      [ "$b" = cuda ] || step "sample-mnist-$n-$b-$build-burn" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps" --burn-kernels
+      for k in own burn; do
+        [ "$b" = cuda ] && [ "$k" = own ] && continue   # cuda has burn's kernels only
+        step "sample-mnist-$n-$b-$build-$k" "$tag" "$bin" bench --sample --preset mnist --batch-size "$n" --backend "$b" --warmup "$warm" --steps "$steps" --kernels "$k"
+      done
     done
   done
 }

@@ -51,7 +51,7 @@ def main():
             n = r["batch"]
             fp32 = ref.get((r["preset"], n, "fp32"))
             ratio = f"{r['ms_per_step'] / fp32:.2f}x" if fp32 else "-"
-            # `own_kernels`: dit-web's own code (wgpu, cpu) or burn's (`--burn-kernels`); rows from
+            # `own_kernels`: dit-web's own code (wgpu, cpu) or burn's (`--kernels`); rows from
             # before the flag have no field, and cuda has only burn's.
             own = r.get("own_kernels")
             kernels = "burn's" if own is False or r["backend"] == "cuda" else ("dit-web's" if own else "-")

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
 const FILES = [
-  "index.html", "style.css", "app.js", "client.js", "grid.js", "models.json", "worker.js", "sw.js",
+  "index.html", "style.css", "app.js", "client.js", "grid.js", "adapter.js", "models.json", "worker.js", "sw.js",
   "pkg/dit_web.js", "pkg/dit_web_bg.wasm", "weights/mnist.safetensors", "weights/mnist-cpu.safetensors",
 ];
 let raw = 0;

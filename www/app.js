@@ -82,7 +82,7 @@ function permalink() {
     run: "1",
   });
   if (ui.cfgi.value.trim()) p.set("cfgi", ui.cfgi.value.trim());
-  if (params.get("backend")) p.set("backend", params.get("backend"));
+  for (const key of ["backend", "kernels"]) if (params.get(key)) p.set(key, params.get(key));
   return `${location.pathname}?${p}`;
 }
 
@@ -116,7 +116,14 @@ async function selectModel(name, labels, keep = new Set()) {
   }
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
   ui.generate.disabled = false;
-  setStatus(`ready on ${client.backend}${client.adapter ? ` (${client.adapter})` : ""}`, "ready");
+  setStatus(`ready on ${client.backend}${backendDetails()}`, "ready");
+}
+
+/** " (adapter; whose kernels)" after the backend's name: on WebGPU dit-web's own kernels run on
+ *  software adapters and burn-wgpu's on hardware ones (www/adapter.js). */
+function backendDetails() {
+  const parts = [client.adapter, client.backend === "webgpu" && `${client.kernels} kernels`].filter(Boolean);
+  return parts.length ? ` (${parts.join("; ")})` : "";
 }
 
 async function generate() {
@@ -161,7 +168,7 @@ async function generate() {
       // The first step pays for compiling: WebGPU's shaders, or on the CPU the browser's
       // optimising compile of the wasm code the step runs (it starts on the baseline tier).
       `${result.backend === "webgpu" ? "shader compilation" : "wasm warm-up"}) · ${(result.totalMs / n).toFixed(0)} ms/image · backend ${result.backend}` +
-      (client.adapter ? ` (${client.adapter})` : "");
+      backendDetails();
     ui.download.disabled = false;
     setStatus("done", "done");
   } catch (error) {
@@ -203,7 +210,7 @@ async function main() {
   const catalogue = models();
   catalogue.catch(() => {});
   try {
-    await client.start(backend);
+    await client.start(backend, params.get("kernels") || "auto");
   } catch (error) {
     showError(`could not start: ${error.message}`);
     return;

@@ -1,11 +1,16 @@
 // The bench page: dit-web's wasm module on each backend and batch size, and onnxruntime-web on
 // the same network. Results go to the table and to `window.benchResults` (bench.mjs reads it).
 
+import { describeAdapter, ownKernelsFor } from "./adapter.js";
+
 const params = new URLSearchParams(location.search);
 // `?pkg=bench/pkg-candle` loads a module built with another CPU backend (make bench-cpu-backends).
 const pkg = params.get("pkg") || "pkg";
 if (!/^[\w/-]+$/.test(pkg)) throw new Error(`bad pkg parameter: ${pkg}`);
 let DitSession;
+// On WebGPU, dit-web's own kernels or burn-wgpu's: `?kernels=own|burn`, else by adapter as the page
+// picks them (adapter.js). Modules built before the switch run their own kernels whatever it says.
+let kernels = "dit-web";
 // `?model=mnist` benchmarks another weight file of www/weights/ (default: the small model).
 const model = params.get("model") || "mnist-cpu";
 if (!/^[\w-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
@@ -59,7 +64,7 @@ async function ditWeb(weights, backend) {
     });
     const ms = median(times.slice(1));
     // Steady state: every step after the first (which compiles the shaders).
-    addRow({ engine: "dit-web", library, model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
+    addRow({ engine: "dit-web", library, kernels: backend === "webgpu" ? kernels : "dit-web", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
       timing: medians(timings.slice(1)), profile: await steadyProfile(cuts) });
     log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
@@ -110,6 +115,11 @@ async function run() {
     DitSession = module.DitSession;
     const weights = new Uint8Array(await (await fetch(`weights/${model}.safetensors`)).arrayBuffer());
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    if (adapter && module.setOwnWebGpuKernels) {
+      const own = ownKernelsFor(describeAdapter(adapter), params.get("kernels"));
+      module.setOwnWebGpuKernels(own);
+      kernels = own ? "dit-web" : "burn-wgpu";
+    }
     for (const backend of backends) {
       if (backend === "webgpu" && !adapter) {
         log("webgpu: no adapter, skipped");

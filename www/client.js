@@ -61,15 +61,19 @@ class Client {
     this.loads = new Map();
   }
 
-  /** Starts the worker on first use. `backend`: "auto" | "webgpu" | "cpu". */
-  start(backend = "auto") {
+  /**
+   * Starts the worker on first use. `backend`: "auto" | "webgpu" | "cpu"; `kernels` (WebGPU):
+   * "auto" (dit-web's own on software adapters, burn-wgpu's on hardware ones) | "own" | "burn".
+   */
+  start(backend = "auto", kernels = "auto") {
     if (this.worker) return this.ready;
     this.worker = new Worker(new URL("worker.js", here), { type: "module" });
     this.worker.onmessage = (event) => this.#receive(event.data);
     this.worker.onerror = (event) => this.#crash(event.message || "the worker failed to start");
     // Resolves once the worker knows its backend (the wasm module may still be compiling).
-    this.ready = this.#call({ type: "init", backend }).then((info) => {
+    this.ready = this.#call({ type: "init", backend, kernels }).then((info) => {
       this.backend = info.backend;
+      this.kernels = info.kernels;
       this.adapter = info.adapter;
       this.softwareAdapter = info.softwareAdapter;
       return info;

@@ -4,7 +4,7 @@
 
 const SHELL = "dit-web-shell-v1";
 const FILES = [
-  "./", "index.html", "app.js", "client.js", "grid.js", "worker.js", "style.css", "models.json",
+  "./", "index.html", "app.js", "client.js", "grid.js", "worker.js", "adapter.js", "style.css", "models.json",
   "dit-widget.js", "embed.html", "embed.css", "pkg/dit_web.js", "pkg/dit_web_bg.wasm",
 ];
 

@@ -1,7 +1,8 @@
 // All inference happens here, off the page's thread: wasm init, backend choice, weight download
 // and caching, generation. Messages: init, load, generate (see client.js).
 
-import init, { cpuLibrary, DitSession, maxBatch } from "./pkg/dit_web.js";
+import init, { cpuLibrary, DitSession, maxBatch, setOwnWebGpuKernels } from "./pkg/dit_web.js";
+import { describeAdapter, ownKernelsFor } from "./adapter.js";
 
 const WEIGHTS_CACHE = "dit-web-weights-v1";
 
@@ -9,24 +10,26 @@ let backend = null;
 let adapterInfo = null;
 // A WebGPU adapter passed over for the CPU backend, because it is a software one (its name).
 let softwareAdapter = null;
+// On WebGPU: dit-web's own kernels (software adapters) or burn-wgpu's (hardware ones); adapter.js.
+let ownKernels = true;
 // The wasm module's download and compilation, started by the first message and awaited only
 // where the module is needed: the weights download (and the page's choice of model) overlap it.
 let wasmReady = null;
 const wasm = () => (wasmReady ??= init());
 const sessions = new Map(); // model name -> DitSession with its weights loaded
 
-async function chooseBackend(preference) {
+async function chooseBackend(preference, kernels) {
   if (preference !== "cpu" && self.navigator.gpu) {
     // burn-wgpu panics when WebGPU has no adapter, so ask first.
     const adapter = await self.navigator.gpu.requestAdapter().catch(() => null);
     if (adapter) {
-      const info = adapter.info || {};
-      adapterInfo = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+      const kind = describeAdapter(adapter);
+      adapterInfo = kind.name;
+      ownKernels = ownKernelsFor(kind, kernels);
       // A software adapter (Chromium's SwiftShader, Mesa's llvmpipe/lavapipe) emulates a GPU on the
       // CPU: there the CPU backend was 4-5x faster per step and drew the first digit 3-4.4x sooner
       // (README, "Time to first image"), so "auto" takes the CPU; `backend=webgpu` still uses it.
-      const software = info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(adapterInfo);
-      if (!software || preference === "webgpu") return "webgpu";
+      if (!kind.software || preference === "webgpu") return "webgpu";
       [softwareAdapter, adapterInfo] = [adapterInfo, null];
       return "cpu";
     }
@@ -35,7 +38,13 @@ async function chooseBackend(preference) {
   return "cpu";
 }
 
+/** Whose kernels run the model's Linear layers, attention and adaLN on this backend. */
+function kernelsName() {
+  return backend === "webgpu" && !ownKernels ? "burn-wgpu" : "dit-web";
+}
+
 async function newSession() {
+  if (backend === "webgpu") setOwnWebGpuKernels(ownKernels);
   return DitSession.create(backend);
 }
 
@@ -95,13 +104,13 @@ async function fetchWeights(model, url) {
 
 const handlers = {
   // Answers as soon as the backend is known; the module keeps compiling meanwhile.
-  async init({ backend: preference }) {
+  async init({ backend: preference, kernels }) {
     if (!backend) {
       // A module that fails to load is reported by the first load (which awaits it).
       wasm().catch(() => {});
-      backend = await chooseBackend(preference || "auto");
+      backend = await chooseBackend(preference || "auto", kernels);
     }
-    return { backend, adapter: adapterInfo, softwareAdapter };
+    return { backend, adapter: adapterInfo, softwareAdapter, kernels: kernelsName() };
   },
 
   async load({ model, url, bytes }) {
@@ -111,7 +120,7 @@ const handlers = {
     const session = sessions.get(model) || (await newSession());
     const meta = session.loadWeights(data);
     sessions.set(model, session);
-    return { ...meta, bytes: data.length, adapter: adapterInfo, maxBatch: maxBatch() };
+    return { ...meta, bytes: data.length, adapter: adapterInfo, kernels: kernelsName(), maxBatch: maxBatch() };
   },
 
   async generate({ id, model, request }) {

@@ -19,7 +19,7 @@ pub use embed::{
     position_table, timestep_frequencies, LabelEmbedder, PatchEmbed, TimestepEmbedder,
 };
 pub use final_layer::FinalLayer;
-pub use kernels::set_own_kernels;
+pub use kernels::{own_kernels, set_own_kernels, OwnKernels};
 
 use burn::tensor::activation::{gelu, gelu_approximate, selu, silu};
 use burn::tensor::{backend::Backend, Tensor};

@@ -47,6 +47,18 @@ pub fn cpu_library() -> String {
     BackendKind::Cpu.library().into()
 }
 
+/// Whether WebGPU sessions run dit-web's own kernels (the default) or burn-wgpu's own for the
+/// Linear layers, attention and adaLN. The worker turns them off on a hardware adapter: they were
+/// made for software adapters like SwiftShader, and on an NVIDIA GPU burn's were 2-2.5x faster.
+#[wasm_bindgen(js_name = setOwnWebGpuKernels)]
+pub fn set_own_webgpu_kernels(enabled: bool) {
+    let own = crate::model::own_kernels();
+    crate::model::set_own_kernels(crate::model::OwnKernels {
+        wgpu: enabled,
+        ..own
+    });
+}
+
 /// The page's request object, checked (see [`Request`]).
 fn parse_request(value: &JsValue) -> Result<Request, String> {
     let json: String = js_sys::JSON::stringify(value)

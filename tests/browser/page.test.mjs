@@ -116,7 +116,8 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
     await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
     assert.equal(await page.locator("#model").inputValue(), "mnist");
     assert.match(await page.locator("#model-why").textContent(), /largest model, as this browser runs WebGPU/);
-    assert.match(await page.locator("#status").textContent(), /ready on webgpu/);
+    // A software adapter: dit-web's own kernels (www/adapter.js).
+    assert.match(await page.locator("#status").textContent(), /ready on webgpu \(google swiftshader.*; dit-web kernels\)/);
     assert.match(await page.locator("#model-info").textContent(), /9,281,092 parameters/);
     await assertCardSettings(page, "mnist");
     assert.deepEqual(problems, []);
@@ -131,12 +132,27 @@ describe("WebGPU (SwiftShader adapter)", { timeout: TIMEOUT * 2 }, () => {
       const { png, stats } = await generateOnPage(page, {
         model, labels: "3,7", batch: "1", steps: "4", seed: "11", sampler: "dpm++", cfg, backend: "webgpu",
       });
-      assert.match(stats, /backend webgpu/, "the WebGPU path ran");
+      assert.match(stats, /backend webgpu \(.*; dit-web kernels\)/, "the WebGPU path ran, on dit-web's kernels");
       const diff = maxDifference(png, reference(request));
       t.diagnostic(`${model}: max difference to trainer generate: ${diff}/255`);
       assert.ok(diff <= TOLERANCE, `${model}: max pixel difference ${diff} > ${TOLERANCE}`);
       assert.ok(spread(png) > 20, `${model}: the images are not blank`);
     }
+    assert.deepEqual(problems, []);
+  });
+
+  test("with kernels=burn (hardware adapters' default) WebGPU runs burn-wgpu's kernels and draws what trainer generate draws", async (t) => {
+    // On SwiftShader burn-wgpu's matmul is 10-40x slower than dit-web's: one digit, two steps.
+    const { page, problems } = await openPage(chrome.context);
+    const request = { model: "mnist-cpu", labels: ["5"], steps: 2, seed: 3, sampler: "dpm++", cfg: 1 };
+    const { png, stats } = await generateOnPage(page, {
+      model: "mnist-cpu", labels: "5", batch: "1", steps: "2", seed: "3", sampler: "dpm++", cfg: "1",
+      backend: "webgpu", kernels: "burn",
+    });
+    assert.match(stats, /backend webgpu \(google swiftshader.*; burn-wgpu kernels\)/);
+    const diff = maxDifference(png, reference(request));
+    t.diagnostic(`max difference to trainer generate: ${diff}/255`);
+    assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
     assert.deepEqual(problems, []);
   });
 

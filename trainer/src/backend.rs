@@ -26,6 +26,42 @@ pub enum BackendChoice {
     Candle,
 }
 
+/// Whose kernels run the model's Linear layers, attention, adaLN and GELU where dit-web has its
+/// own (burn-flex, burn-wgpu; see `dit_web::model::OwnKernels`). Every other backend runs burn's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    /// dit-web's own on the CPU and on software wgpu adapters (lavapipe, llvmpipe, SwiftShader),
+    /// burn-wgpu's on hardware GPUs, where they were 2-2.5x faster (an NVIDIA H200 via Vulkan).
+    #[default]
+    Auto,
+    /// dit-web's own wherever it has some.
+    Own,
+    /// burn's everywhere.
+    Burn,
+}
+
+static KERNELS: Mutex<KernelChoice> = Mutex::new(KernelChoice::Auto);
+
+/// Sets the [`KernelChoice`] that [`run_on`] applies from now on (default `Auto`).
+pub fn set_kernel_choice(choice: KernelChoice) {
+    *KERNELS.lock().unwrap_or_else(|e| e.into_inner()) = choice;
+}
+
+fn kernel_choice() -> KernelChoice {
+    *KERNELS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Turns dit-web's own kernels on or off for the run ahead; `software_adapter`: whether the wgpu
+/// adapter emulates a GPU on the CPU (irrelevant to other backends).
+fn apply_kernel_choice(software_adapter: bool) {
+    let (flex, wgpu) = match kernel_choice() {
+        KernelChoice::Auto => (true, software_adapter),
+        KernelChoice::Own => (true, true),
+        KernelChoice::Burn => (false, false),
+    };
+    dit_web::model::set_own_kernels(dit_web::model::OwnKernels { flex, wgpu });
+}
+
 /// A piece of work that runs on whichever backend the user chose.
 pub trait OnBackend {
     type Output;
@@ -35,6 +71,7 @@ pub trait OnBackend {
 
 /// Runs `task` on `choice`. `Err` says why that backend cannot run here, in one line.
 pub fn run_on<T: OnBackend>(choice: BackendChoice, task: T) -> Result<T::Output, String> {
+    apply_kernel_choice(false);
     match choice {
         BackendChoice::Cpu => Ok(task.run::<Autodiff<crate::Cpu>>(Default::default())),
         BackendChoice::Ndarray => Ok(task.run::<Autodiff<crate::NdArray>>(Default::default())),
@@ -45,7 +82,8 @@ pub fn run_on<T: OnBackend>(choice: BackendChoice, task: T) -> Result<T::Output,
         }
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
-            let device = probe::<burn::backend::Wgpu>("wgpu (Vulkan, Metal or DirectX 12)")?;
+            let (device, software) = wgpu_device()?;
+            apply_kernel_choice(software);
             Ok(task.run::<Autodiff<burn::backend::Wgpu>>(device))
         }
         #[cfg(feature = "candle")]
@@ -75,6 +113,35 @@ fn probe<B: Backend>(name: &str) -> Result<B::Device, String> {
         device
     })
     .map_err(|why| format!("no usable {name} device: {why}"))
+}
+
+/// The default wgpu device, set up once per process, and whether its adapter is a software one
+/// (a CPU device type, or Mesa's llvmpipe / lavapipe, SwiftShader by name).
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Result<(burn::backend::wgpu::WgpuDevice, bool), String> {
+    use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
+    // burn-wgpu registers one compute server per device and panics when set up twice.
+    static SOFTWARE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let device = WgpuDevice::default();
+    let software = match SOFTWARE.get() {
+        Some(software) => *software,
+        None => {
+            let info = quietly(|| {
+                init_setup::<AutoGraphicsApi>(&device, RuntimeOptions::default())
+                    .adapter
+                    .get_info()
+            })
+            .map_err(|why| format!("no usable wgpu (Vulkan, Metal or DirectX 12) device: {why}"))?;
+            // `wgpu::DeviceType::Cpu`, named through Debug: the trainer does not depend on wgpu.
+            let software = format!("{:?}", info.device_type) == "Cpu"
+                || ["llvmpipe", "lavapipe", "swiftshader"]
+                    .iter()
+                    .any(|name| info.name.to_lowercase().contains(name));
+            *SOFTWARE.get_or_init(|| software)
+        }
+    };
+    let device = probe::<burn::backend::Wgpu>("wgpu (Vulkan, Metal or DirectX 12)")?;
+    Ok((device, software))
 }
 
 /// Runs `f`, turning a panic (on this thread or one it waits on) into its message, unprinted.

@@ -9,7 +9,7 @@ use dit_web::diffusion::{SamplerConfig, SamplerKind};
 use dit_web::weights::Quantization;
 use dit_web::{Conditioning, Flavour, Preset};
 use indicatif::{ProgressBar, ProgressStyle};
-use trainer::backend::BackendChoice;
+use trainer::backend::{BackendChoice, KernelChoice};
 use trainer::run_dir::{RunConfig, RunDir};
 use trainer::train::lr::{Decay, LrSchedule};
 use trainer::train::TrainConfig;
@@ -119,10 +119,11 @@ struct BenchArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Run every op through burn's own kernels, not dit-web's own code for burn-flex (cpu/flex)
-    /// and burn-wgpu (wgpu): to time one against the other on the same device.
-    #[arg(long)]
-    burn_kernels: bool,
+    /// Whose kernels run the model's Linear layers, attention, adaLN and GELU on cpu and wgpu:
+    /// dit-web's own or burn's, to time one against the other on the same device. `auto`: dit-web's
+    /// on the CPU and on software wgpu adapters, burn's on hardware GPUs.
+    #[arg(long, value_enum, default_value = "auto")]
+    kernels: KernelChoice,
 }
 
 #[derive(Args)]
@@ -535,7 +536,7 @@ fn run(cli: Cli) -> Result {
             Ok(())
         }
         Command::Bench(args) => {
-            dit_web::model::set_own_kernels(!args.burn_kernels);
+            trainer::backend::set_kernel_choice(args.kernels);
             let mut json = trainer::bench::bench(
                 args.backend,
                 &args.network.apply(preset(&args.preset)?)?,
@@ -545,7 +546,14 @@ fn run(cli: Cli) -> Result {
                 args.warmup,
                 args.steps,
             )?;
-            json["own_kernels"] = (!args.burn_kernels).into();
+            // Whose kernels ran (for cpu and wgpu; the others have burn's only).
+            let own = dit_web::model::own_kernels();
+            json["own_kernels"] = match args.backend {
+                BackendChoice::Wgpu => own.wgpu,
+                BackendChoice::Cpu => own.flex,
+                _ => false,
+            }
+            .into();
             println!("{json}");
             Ok(())
         }

@@ -39,19 +39,43 @@ pub(crate) fn from_primitive<B: Backend, T: 'static, const D: usize>(t: T) -> Te
     Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
 }
 
-/// Whether the model takes dit-web's own code where its backend has some (the default).
-static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
+static OWN_FLEX: AtomicBool = AtomicBool::new(true);
+static OWN_WGPU: AtomicBool = AtomicBool::new(true);
 
-/// Turns dit-web's own code for burn-flex and burn-wgpu on or off for the whole process; off,
-/// every op takes burn's path. For measuring one against the other on the same device (`trainer
-/// bench --burn-kernels`).
-pub fn set_own_kernels(enabled: bool) {
-    OWN_KERNELS.store(enabled, Ordering::Relaxed);
+/// Which of dit-web's own code the model takes, per backend; where a flag is off, every op of that
+/// backend takes burn's path. Both are on by default. The own burn-wgpu kernels were made for
+/// software adapters (Chromium's SwiftShader), where they are 10-40x faster than burn's; on an
+/// NVIDIA H200 through Vulkan burn's were 2-2.5x faster than them (README, "The same sampler
+/// natively on a real GPU"), so the page and the trainer turn `wgpu` off on hardware adapters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnKernels {
+    /// burn-flex, the CPU backend (natively and the browser's fallback).
+    pub flex: bool,
+    /// burn-wgpu (the page's WebGPU; natively Vulkan, Metal or DirectX 12).
+    pub wgpu: bool,
+}
+
+/// Sets [`OwnKernels`] for the whole process (or wasm instance).
+pub fn set_own_kernels(own: OwnKernels) {
+    OWN_FLEX.store(own.flex, Ordering::Relaxed);
+    OWN_WGPU.store(own.wgpu, Ordering::Relaxed);
+}
+
+/// The [`OwnKernels`] in force.
+pub fn own_kernels() -> OwnKernels {
+    OwnKernels {
+        flex: OWN_FLEX.load(Ordering::Relaxed),
+        wgpu: OWN_WGPU.load(Ordering::Relaxed),
+    }
 }
 
 fn is<B: Backend, T: 'static>() -> bool {
-    OWN_KERNELS.load(Ordering::Relaxed)
-        && TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>()
+    let own = if TypeId::of::<T>() == TypeId::of::<burn_flex::FlexTensor>() {
+        &OWN_FLEX
+    } else {
+        &OWN_WGPU
+    };
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>() && own.load(Ordering::Relaxed)
 }
 
 /// `from` as `To`, which the caller checked is its own type.
