@@ -49,7 +49,7 @@ pub fn cpu_library() -> String {
 
 /// Whether WebGPU sessions run dit-web's own kernels (the default) or burn-wgpu's own for the
 /// Linear layers, attention and adaLN. The worker turns them off on a hardware adapter: they were
-/// made for software adapters like SwiftShader, and on an NVIDIA GPU burn's were 2-2.5x faster.
+/// made for software adapters like SwiftShader, and on an NVIDIA GPU burn's were 1.9-2.5x faster.
 #[wasm_bindgen(js_name = setOwnWebGpuKernels)]
 pub fn set_own_webgpu_kernels(enabled: bool) {
     let own = crate::model::own_kernels();

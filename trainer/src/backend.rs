@@ -31,7 +31,7 @@ pub enum BackendChoice {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelChoice {
     /// dit-web's own on the CPU and on software wgpu adapters (lavapipe, llvmpipe, SwiftShader),
-    /// burn-wgpu's on hardware GPUs, where they were 2-2.5x faster (an NVIDIA H200 via Vulkan).
+    /// burn-wgpu's on hardware GPUs, where they were 1.9-2.5x faster (an NVIDIA H200 via Vulkan).
     #[default]
     Auto,
     /// dit-web's own wherever it has some.
