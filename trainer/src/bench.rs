@@ -11,7 +11,7 @@ use dit_web::generate::sample;
 use dit_web::Preset;
 use serde::Serialize;
 
-use crate::backend::{run_on, BackendChoice, OnBackend};
+use crate::backend::{run_on, set_kernel_choice, BackendChoice, KernelChoice, OnBackend};
 use crate::train::step::{optimizer_step, Batch};
 
 /// Measured throughput of one configuration.
@@ -100,10 +100,13 @@ fn throughput(preset: &Preset, batch: usize, steps: usize, started: Instant) -> 
 }
 
 /// `trainer bench`: optimizer steps of `batch` images (in micro-batches of `micro`; 0: whole),
-/// or with `sample` guided sampler steps of `batch` images, on `backend`, as one JSON object:
-/// the [`Throughput`] plus `kind`, `backend` and `micro_batch`.
+/// or with `sample` guided sampler steps of `batch` images, on `backend` with `kernels`, as one
+/// JSON object: the [`Throughput`] plus `kind`, `backend`, `micro_batch` and `own_kernels`
+/// (whether dit-web's own kernels ran).
+#[allow(clippy::too_many_arguments)]
 pub fn bench(
     backend: BackendChoice,
+    kernels: KernelChoice,
     preset: &Preset,
     batch: usize,
     micro: usize,
@@ -114,6 +117,7 @@ pub fn bench(
     if batch == 0 || steps == 0 {
         return Err("the batch size and the number of steps must be positive".into());
     }
+    set_kernel_choice(kernels);
     let result = if sample {
         let task = SampleSteps {
             preset,
@@ -136,6 +140,14 @@ pub fn bench(
     json["kind"] = if sample { "sample" } else { "train" }.into();
     json["backend"] = format!("{backend:?}").to_lowercase().into();
     json["micro_batch"] = micro.into();
+    // cpu and wgpu have dit-web's own kernels; the other backends burn's only.
+    let own = dit_web::model::own_kernels();
+    json["own_kernels"] = match backend {
+        BackendChoice::Wgpu => own.wgpu,
+        BackendChoice::Cpu => own.flex,
+        _ => false,
+    }
+    .into();
     // The network as timed: flags may have changed the preset's.
     json["params"] = (preset.model.num_params() as u64).into();
     json["conditioning"] = preset.model.conditioning.name().into();

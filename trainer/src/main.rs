@@ -536,9 +536,9 @@ fn run(cli: Cli) -> Result {
             Ok(())
         }
         Command::Bench(args) => {
-            trainer::backend::set_kernel_choice(args.kernels);
-            let mut json = trainer::bench::bench(
+            let json = trainer::bench::bench(
                 args.backend,
+                args.kernels,
                 &args.network.apply(preset(&args.preset)?)?,
                 args.batch_size,
                 args.micro_batch,
@@ -546,14 +546,6 @@ fn run(cli: Cli) -> Result {
                 args.warmup,
                 args.steps,
             )?;
-            // Whose kernels ran (for cpu and wgpu; the others have burn's only).
-            let own = dit_web::model::own_kernels();
-            json["own_kernels"] = match args.backend {
-                BackendChoice::Wgpu => own.wgpu,
-                BackendChoice::Cpu => own.flex,
-                _ => false,
-            }
-            .into();
             println!("{json}");
             Ok(())
         }
