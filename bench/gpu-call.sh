@@ -49,7 +49,8 @@ kernels)
   # images whatever the batch, so the first and last PNGs are compared too.
   labels=$(for _ in $(seq "${GEN_PER_CLASS:-100}"); do echo 0 1 2 3 4 5 6 7 8 9; done)
   : > "$work/generate.jsonl"
-  for batch in ${GEN_BATCHES:-32 250 1000}; do
+  batches=${GEN_BATCHES:-32 250 1000}
+  for batch in $batches; do
     [ $(( $(date +%s) + 30 )) -lt "$ends" ] || break
     t0=$(date +%s%N)
     timeout $(( ends - $(date +%s) - 10 )) "$TRAINER" generate --backend "${BACKEND:-cuda}" \
@@ -61,7 +62,7 @@ kernels)
     echo "{\"kind\":\"generate\",\"backend\":\"${BACKEND:-cuda}\",\"images\":$(echo $labels | wc -w),\"batch\":$batch,\"rc\":$rc,\"seconds\":$(( (t1 - t0) / 1000000 ))e-3,\"png_sha256_16\":\"$sum\"}" | tee -a "$work/generate.jsonl"
   done
   cp "$work/generate.jsonl" "$out/"
-  first=${GEN_BATCHES:-32}; cp "$work/gen-${first%% *}/grid.png" "$out/generate-grid.png" 2>/dev/null
+  cp "$work/gen-${batches%% *}/grid.png" "$out/generate-grid.png" 2>/dev/null
   tar czf "$out/kernels-logs.tar.gz" -C "$work" kernels/logs $(cd "$work" && ls gen-*.log)
   ;;
 train)
