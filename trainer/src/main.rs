@@ -1,8 +1,11 @@
 //! `trainer`: the command line. It parses arguments, calls the library once per command and
 //! prints what came back; the work is all in the `trainer` library.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use dit_web::diffusion::{SamplerConfig, SamplerKind};
@@ -28,6 +31,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a preset on a dataset into a run folder (checkpoints, metrics.jsonl, run.json).
+    /// Ctrl-C (or SIGTERM) stops after the step in flight with a checkpoint there, which
+    /// `--resume` continues from (exit status 130); a second Ctrl-C ends it at once.
     Train(Box<TrainArgs>),
     /// Generate one PNG per label (NNNN_label-<name>.png) plus grid.png.
     Generate(GenerateArgs),
@@ -504,6 +509,10 @@ struct ImportTorchArgs {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Stopped>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -512,6 +521,27 @@ fn main() -> ExitCode {
 }
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// A training run stopped on a signal, its checkpoint written (not a failure of the trainer).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at step {step} on a signal; the checkpoint there continues with the same command and --resume: {run}")]
+struct Stopped {
+    step: u64,
+    run: String,
+}
+
+/// A flag that Ctrl-C or SIGTERM raises. The first signal only raises it; a second one, with
+/// the flag already up, ends the process at once (exit status 130).
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // The conditional exit first: it must see the flag before this signal raises it.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
 
 fn run(cli: Cli) -> Result {
     match cli.command {
@@ -589,6 +619,7 @@ fn train(args: TrainArgs) -> Result {
         "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
     );
     let run = RunDir::new(&args.run);
+    let stop = stop_flag()?;
     let outcome = trainer::train::train_on(
         args.backend,
         &config,
@@ -601,9 +632,21 @@ fn train(args: TrainArgs) -> Result {
                 "loss {:.4} lr {:.2e} {:.1} img/s",
                 row.loss, row.lr, row.images_per_sec
             ));
+            if stop.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         },
     )?;
     bar.finish();
+    if outcome.stopped {
+        return Err(Stopped {
+            step: outcome.final_step,
+            run: run.root().display().to_string(),
+        }
+        .into());
+    }
     println!(
         "trained to step {} in {}",
         outcome.final_step,

@@ -192,6 +192,85 @@ fn train_resume_export_generate() {
     assert_eq!(files(&out2), ["0000_label-0.png", "grid.png"]);
 }
 
+/// Ctrl-C during training (SIGINT; SIGTERM takes the same path) stops after the step in flight,
+/// checkpointed there although it is no multiple of `--checkpoint-every`, and `--resume` goes on.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_keeps_its_last_step() {
+    use std::time::{Duration, Instant};
+    let (_work, data, run, _out) = workspace(20);
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let common = [
+        "train",
+        "--preset",
+        "mnist-cpu",
+        "--data",
+        data_s,
+        "--run",
+        run_s,
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "1000",
+        "--sample-every",
+        "0",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(common)
+        .args(["--steps", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let rows = || {
+        std::fs::read_to_string(&metrics)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while rows() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no steps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // It must end by itself, soon: a run that ignored the signal is killed and fails the test.
+    let asked = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if asked.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the run went on after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    let steps = rows();
+    assert!(
+        text.contains(&format!("stopped at step {steps} on a signal")),
+        "{text}"
+    );
+    let latest = || {
+        std::fs::read_to_string(run.join("checkpoints/latest"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(latest(), format!("step-{steps:08}"));
+
+    let more = (steps + 1).to_string();
+    ok(trainer(
+        &[&common[..], &["--steps", &more, "--resume"]].concat(),
+    ));
+    assert_eq!(latest(), format!("step-{:08}", steps + 1));
+    assert_eq!(rows(), steps + 1);
+}
+
 /// The paper's other designs are a flag away, and the choice travels: run.json -> weight file.
 #[test]
 fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {

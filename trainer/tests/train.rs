@@ -2,6 +2,7 @@
 
 use crate::common;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use burn::backend::Autodiff;
@@ -62,7 +63,7 @@ fn train_tiny(
         &RunDir::new(dir),
         resume,
         &Default::default(),
-        |_| {},
+        |_| ControlFlow::Continue(()),
     )
 }
 
@@ -92,10 +93,15 @@ fn resuming_gives_the_same_losses_as_training_straight() {
     )
     .unwrap();
     let second = train_tiny(&config(6), &data, split.path(), true).unwrap();
+    assert_same_losses(&full, first, second);
+}
+
+/// The losses of `first` and then `second` (a resume) are `full`'s, step for step.
+fn assert_same_losses(full: &TrainOutcome, first: TrainOutcome, second: TrainOutcome) {
     let resumed: Vec<(u64, f64)> = first.losses.into_iter().chain(second.losses).collect();
     assert_eq!(
         resumed.iter().map(|l| l.0).collect::<Vec<_>>(),
-        (0..6).collect::<Vec<_>>()
+        full.losses.iter().map(|l| l.0).collect::<Vec<_>>()
     );
     for ((step, a), (_, b)) in full.losses.iter().zip(&resumed) {
         assert!(
@@ -108,6 +114,40 @@ fn resuming_gives_the_same_losses_as_training_straight() {
         .losses
         .windows(2)
         .any(|w| (w[0].1 - w[1].1).abs() > 1e-4));
+}
+
+#[test]
+fn a_run_stopped_between_checkpoints_keeps_that_step_and_resumes_exactly() {
+    let (_d, data) = data();
+    let straight = tempfile::tempdir().unwrap();
+    let full = train_tiny(&config(6), &data, straight.path(), false).unwrap();
+    assert!(!full.stopped);
+
+    // Checkpoints every 3 steps; the stop comes after step 4 (as Ctrl-C does through `trainer`).
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let first = train::<B, _>(
+        &RunConfig::new(&tiny_preset(), config(6)),
+        &data,
+        &run,
+        false,
+        &Default::default(),
+        |row| match row.step {
+            4 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        },
+    )
+    .unwrap();
+    assert!(first.stopped);
+    assert_eq!(first.final_step, 4);
+    assert!(run.latest_checkpoint().unwrap().ends_with("step-00000004"));
+    let metrics = trainer::report::metrics::read(&dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 4);
+
+    let second = train_tiny(&config(6), &data, dir.path(), true).unwrap();
+    assert!(!second.stopped);
+    assert_eq!(second.final_step, 6);
+    assert_same_losses(&full, first, second);
 }
 
 #[test]
@@ -305,7 +345,7 @@ fn resuming_with_another_network_is_refused_and_the_run_kept() {
         &RunDir::new(run.path()),
         true,
         &Default::default(),
-        |_| {},
+        |_| ControlFlow::Continue(()),
     )
     .unwrap_err()
     .to_string();
@@ -357,7 +397,7 @@ fn a_run_can_start_from_a_weight_file_of_the_same_network() {
         &RunDir::new(elsewhere.path()),
         false,
         &Default::default(),
-        |_| {},
+        |_| ControlFlow::Continue(()),
     )
     .unwrap_err();
     assert!(

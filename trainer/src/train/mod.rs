@@ -9,6 +9,7 @@ pub mod lr;
 pub mod lr_find;
 pub mod step;
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -120,20 +121,24 @@ pub struct TrainOutcome {
     /// (step, loss) of every step run by this call.
     pub losses: Vec<(u64, f64)>,
     pub final_step: u64,
+    /// Whether `on_step` stopped the run before its last step (its checkpoint is then at
+    /// `final_step`, and `--resume` continues from there).
+    pub stopped: bool,
     /// Images the loader could not read (each attempt counted), and the first reasons.
     pub skipped: (u64, Vec<String>),
 }
 
 /// Trains `run_config`'s network on `data` into the folder `run`, resuming from its latest
 /// checkpoint when `resume` is set (the folder's `run.json` must then describe the same network).
-/// `on_step` sees each step's metrics (for a progress bar).
+/// `on_step` sees each step's metrics (for a progress bar); when it answers `Break` (the user
+/// pressed Ctrl-C), that step is checkpointed and the run stops there, losing nothing.
 pub fn train<B: AutodiffBackend, D: Dataset>(
     run_config: &RunConfig,
     data: &D,
     run: &RunDir,
     resume: bool,
     device: &B::Device,
-    mut on_step: impl FnMut(&MetricsRow),
+    mut on_step: impl FnMut(&MetricsRow) -> ControlFlow<()>,
 ) -> Result<TrainOutcome, TrainError> {
     let config = &run_config.train;
     let model_config = &run_config.model;
@@ -214,6 +219,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             .latest_checkpoint()
             .map(|d| d.display().to_string())
             .unwrap_or_else(|_| "none (no checkpoint yet)".into());
+        let mut stopped = false;
 
         while state.step < total {
             let started = Instant::now();
@@ -262,7 +268,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 images_per_sec: n as f64 / started.elapsed().as_secs_f64(),
             };
             metrics.append(&row).map_err(io(&metrics_file))?;
-            on_step(&row);
+            let stop = on_step(&row).is_break();
 
             // Before the next step, the time budget may shorten the schedule, even to end here
             // (then this step gets the last sample grid and checkpoint below).
@@ -297,6 +303,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             }
             if (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every))
                 || at_end
+                || stop
             {
                 state.rng = rng.state();
                 state.loader = loader.state();
@@ -304,11 +311,16 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 let dir = checkpoint::save(run, &model, &ema, &optim, &state, config.keep_every)?;
                 last_good = dir.display().to_string();
             }
+            if stop && !at_end {
+                stopped = true;
+                break;
+            }
         }
         let (count, reasons) = loader.skipped();
         Ok(TrainOutcome {
             losses,
             final_step: state.step,
+            stopped,
             skipped: (count, reasons.to_vec()),
         })
     })
@@ -348,7 +360,7 @@ pub fn train_on(
     data: &Path,
     run: &RunDir,
     resume: bool,
-    on_step: impl FnMut(&MetricsRow),
+    on_step: impl FnMut(&MetricsRow) -> ControlFlow<()>,
 ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
     use crate::backend::run_on;
     use crate::data::celeba::{CelebA, Partition};
@@ -361,7 +373,9 @@ pub fn train_on(
         resume: bool,
         on_step: F,
     }
-    impl<D: Dataset, F: FnMut(&MetricsRow)> crate::backend::OnBackend for Task<'_, D, F> {
+    impl<D: Dataset, F: FnMut(&MetricsRow) -> ControlFlow<()>> crate::backend::OnBackend
+        for Task<'_, D, F>
+    {
         type Output = Result<TrainOutcome, TrainError>;
         fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
             train::<B, D>(
@@ -380,7 +394,7 @@ pub fn train_on(
         data: &D,
         run: &RunDir,
         resume: bool,
-        on_step: impl FnMut(&MetricsRow),
+        on_step: impl FnMut(&MetricsRow) -> ControlFlow<()>,
     ) -> Result<TrainOutcome, Box<dyn std::error::Error>> {
         let task = Task {
             config,
