@@ -8,15 +8,23 @@
 #                                    # of 1,000 digits on cuda
 #   bash bench/gpu-call.sh train     # issue 13: trains `mnist` on from gpu-run/mnist-f16, exports,
 #                                    # and judges the new files beside the shipped one
+#   bash bench/gpu-call.sh long      # issue 13: one schedule of STEPS steps over several calls on
+#                                    # a machine kept warm (call again within 30 s): each call
+#                                    # resumes /tmp/g/long, trains until RESERVE s before its
+#                                    # end, exports; STUDY's cells judge (give them to the last)
 #   OUT=/tmp/dry GPU_RUN=... BACKENDS=cpu BACKEND=cpu QUICK=1 bash bench/gpu-call.sh ...  # here
 #
 # gpu-run/ holds trainer.xz (the stripped `--features cuda,wgpu` build), gl/*.deb (libvulkan1
-# and libglvnd: docs/gpu.md), data/mnist/, classifier.mpk and mnist-f16.safetensors. Files
+# and libglvnd: docs/gpu.md), data/mnist/, classifier.mpk and mnist-f16.safetensors (the f16
+# export of the latest GPU run, the one the page's int8 file came from: session 16's). Files
 # unpacked into /tmp/g stay there while the machine stays warm, so a second call skips that.
 # Environment: SECONDS_LEFT (the call's time limit, 560; parts stop early enough to pack),
-# BUDGET (training seconds, 360), and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
+# BUDGET (training seconds, 360), for `long` STEPS (3000), RESERVE (seconds kept for export,
+# judging and packing, 60) and INIT (the weights a new run starts from: gpu-run/mnist-f16, else
+# the shipped int8 file),
+# and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
 set -u
-part=${1:?usage: bench/gpu-call.sh kernels|train}
+part=${1:?usage: bench/gpu-call.sh kernels|train|long}
 out=${OUT:?OUT must name the folder that comes back}
 run=${GPU_RUN:-gpu-run}
 root=$(pwd)
@@ -66,7 +74,7 @@ kernels)
   tar czf "$out/kernels-logs.tar.gz" -C "$work" kernels/logs $(cd "$work" && ls gen-*.log)
   ;;
 train)
-  # Training `mnist` on from the f16 export of its first GPU run, alone on the GPU.
+  # Training `mnist` on from gpu-run/mnist-f16 (the latest GPU run's f16 export), alone on the GPU.
   MODELS=mnist MNIST_INIT=$run/mnist-f16.safetensors DATA=$run/data/mnist \
     CLASSIFIER=$run/classifier.mpk BUDGET=${BUDGET:-360} GRACE=${GRACE:-30} \
     DEADLINE=$(( ends - 35 )) CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-250} \
@@ -78,6 +86,25 @@ train)
     xz -T0 -c "$work/train/new/mnist-f16.safetensors" | split -b 15M - "$out/mnist-f16.safetensors.xz.part-"
   fi
   tar czf "$out/train.tar.gz" -C "$work/train" --exclude='*.safetensors' --exclude=checkpoints .
+  ;;
+long)
+  # One schedule across calls: the trainer resumes $work/long/mnist when a checkpoint is there (a
+  # machine still warm from the last call), else starts from INIT. `timeout`'s SIGTERM at the
+  # budget's end makes it checkpoint the step in flight and stop (exit 130).
+  left=$(( ends - ${RESERVE:-60} - $(date +%s) ))
+  [ "$left" -gt 30 ] || { echo "no time to train: $left s" >&2; exit 1; }
+  init=${INIT:-$run/mnist-f16.safetensors}
+  [ -f "$init" ] || init=www/weights/mnist.safetensors
+  MODELS=mnist MNIST_INIT=$init DATA=$run/data/mnist \
+    CLASSIFIER=$run/classifier.mpk BUDGET=$left GRACE=0 FIXED_STEPS=${STEPS:-3000} \
+    BATCH_M=${BATCH_M:-256} LR_M=${LR_M:-1e-3} DEADLINE=$(( ends - 35 )) \
+    CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-500} STUDY="${STUDY-}" \
+    bench/gpu-continue.sh "$work/long"
+  cp "$work"/long/new/mnist-int8.safetensors "$work"/long/new/mnist-int4.safetensors "$out/" 2>/dev/null
+  if [ -f "$work/long/new/mnist-f16.safetensors" ]; then
+    xz -T0 -c "$work/long/new/mnist-f16.safetensors" | split -b 15M - "$out/mnist-f16.safetensors.xz.part-"
+  fi
+  tar czf "$out/train.tar.gz" -C "$work/long" --exclude='*.safetensors' --exclude=checkpoints .
   ;;
 *) echo "unknown part $part" >&2; exit 2 ;;
 esac

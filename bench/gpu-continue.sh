@@ -15,6 +15,9 @@
 # checkpoint (every CHECKPOINT_EVERY = 200 steps, written atomically) is exported all the same,
 # and train.json says so. (Session 12 ran an earlier version that set the steps from two short
 # side-by-side benches instead; the large run got a third less speed than they promised.)
+# With FIXED_STEPS, a run trains one schedule of that many steps instead, across calls: it resumes
+# OUT/<model>'s latest checkpoint when there is one (checkpoints are then kept), and at BUDGET +
+# GRACE s `timeout`'s SIGTERM makes the trainer checkpoint the step in flight and stop.
 #
 # Environment: TRAINER, DATA, CLASSIFIER, BACKEND (cuda), BUDGET (training seconds, 300),
 # DEADLINE (seconds since 1970 after which no eval starts; default start + 520), MODELS (which to
@@ -24,11 +27,11 @@
 # www/weights/mnist-cpu.safetensors), BATCH_M / BATCH_S (256 / 256), LR_M / LR_S (6e-4 / 1e-3),
 # WARMUP (100 steps), MAX_STEPS (the most steps either run may take, 100000), SAMPLE_EVERY
 # (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
-# files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
+# files [lo,hi]; ..." as in bench/gpu-quality.sh; empty: no judging), where M is the new `mnist` int8 file, F its
 # f16 file, I its int4 file (group 32), S the new `mnist-cpu` int8 file, O and P the shipped
 # `mnist` and `mnist-cpu` files).
 # Writes OUT/{mnist,mnist-cpu}/ (the run folders: run.json, metrics.jsonl, samples, plots; the
-# checkpoints are deleted at the end), OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors,
+# checkpoints are deleted at the end, unless FIXED_STEPS), OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors,
 # OUT/train.json and OUT/study/<name>/eval-sweep.json.
 set -u
 out=${1:?usage: bench/gpu-continue.sh OUT_DIR}
@@ -56,13 +59,15 @@ for r in "${all[@]}"; do [[ " ${MODELS:-mnist mnist-cpu} " == *" ${r%% *} "* ]] 
 for r in "${runs[@]}"; do
   set -- $r
   echo "$1: batch $2, lr $3, from $4, for $budget s"
+  if [ -n "${FIXED_STEPS:-}" ]; then length=(--steps "$FIXED_STEPS" --resume)
+  else length=(--steps "${MAX_STEPS:-100000}" --time-budget "$budget"); fi
   ( t0=$(date +%s)
-    timeout $(( budget + ${GRACE:-90} )) "$TRAINER" train --preset "$1" --label-dropout 0.1 \
-      --backend "$backend" --data "$DATA" --run "$out/$1" --steps "${MAX_STEPS:-100000}" \
-      --time-budget "$budget" --batch-size "$2" --lr "$3" --warmup "$warmup" --ema-warmup \
+    timeout --preserve-status $(( budget + ${GRACE:-90} )) "$TRAINER" train --preset "$1" --label-dropout 0.1 \
+      --backend "$backend" --data "$DATA" --run "$out/$1" "${length[@]}" \
+      --batch-size "$2" --lr "$3" --warmup "$warmup" --ema-warmup \
       --grad-clip 1.0 --checkpoint-every "${CHECKPOINT_EVERY:-200}" --keep-every 1000000 \
       --sample-every "${SAMPLE_EVERY:-400}" --seed "$seed" --init-weights "$4" \
-      > "$out/train-$1.log" 2>&1
+      >> "$out/train-$1.log" 2>&1
     echo "$? $(( $(date +%s) - t0 ))" > "$out/rc-$1" ) &
 done
 wait
@@ -104,7 +109,7 @@ PY
 declare -A file=([M]=$out/new/mnist-int8.safetensors [F]=$out/new/mnist-f16.safetensors
   [I]=$out/new/mnist-int4.safetensors [S]=$out/new/mnist-cpu-int8.safetensors
   [O]=$root/www/weights/mnist.safetensors [P]=$root/www/weights/mnist-cpu.safetensors)
-IFS=';' read -r -a specs <<< "${STUDY:-ddpm 20 1.5 M,O;ddpm 20 1.5 S;ddpm 20 3 S 0,330;ddpm 20 1 M;ddpm 20 2 S;ddpm 20 2 M;ddpm 20 3 S;ddpm 20 1.25 M;ddpm 20 2 S 0,330;ddpm 20 2 M 0,330;ddpm 20 1.5 F;ddpm 20 3 M 0,330;ddpm 50 1.25 M}"
+IFS=';' read -r -a specs <<< "${STUDY-ddpm 20 1.5 M,O;ddpm 20 1.5 S;ddpm 20 3 S 0,330;ddpm 20 1 M;ddpm 20 2 S;ddpm 20 2 M;ddpm 20 3 S;ddpm 20 1.25 M;ddpm 20 2 S 0,330;ddpm 20 2 M 0,330;ddpm 20 1.5 F;ddpm 20 3 M 0,330;ddpm 50 1.25 M}"
 cells() {  # the cells whose files include one of the letters in $1
   for spec in "${specs[@]}"; do
     set -- $spec
@@ -120,5 +125,5 @@ cells() {  # the cells whose files include one of the letters in $1
 letters=MFIO cells &
 letters=SP cells &
 wait
-rm -rf "$out"/mnist/checkpoints "$out"/mnist-cpu/checkpoints
+[ -n "${FIXED_STEPS:-}" ] || rm -rf "$out"/mnist/checkpoints "$out"/mnist-cpu/checkpoints
 echo "gpu-continue: $(( $(date +%s) - started )) s"
