@@ -42,25 +42,35 @@ fn workspace(images: usize) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     (work, data, run, out)
 }
 
+/// `train`'s options for the small preset on `data` into `run`, a few images a step.
+fn small_run<'a>(data: &'a str, run: &'a str) -> [&'a str; 8] {
+    [
+        "--preset",
+        "mnist-cpu",
+        "--data",
+        data,
+        "--run",
+        run,
+        "--batch-size",
+        "4",
+    ]
+}
+
 #[test]
 fn train_resume_export_generate() {
     let (work, data, run, out) = workspace(20);
     let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
     let common = [
-        "--preset",
-        "mnist-cpu",
-        "--data",
-        data_s,
-        "--run",
-        run_s,
-        "--batch-size",
-        "4",
-        "--checkpoint-every",
-        "1",
-        "--sample-every",
-        "2",
-        "--ema-warmup",
-    ];
+        &small_run(data_s, run_s)[..],
+        &[
+            "--checkpoint-every",
+            "1",
+            "--sample-every",
+            "2",
+            "--ema-warmup",
+        ],
+    ]
+    .concat();
 
     ok(trainer(&[&["train", "--steps", "2"], &common[..]].concat()));
     assert_eq!(
@@ -201,22 +211,13 @@ fn an_interrupted_run_keeps_its_last_step() {
     let (_work, data, run, _out) = workspace(20);
     let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
     let common = [
-        "train",
-        "--preset",
-        "mnist-cpu",
-        "--data",
-        data_s,
-        "--run",
-        run_s,
-        "--batch-size",
-        "4",
-        "--checkpoint-every",
-        "1000",
-        "--sample-every",
-        "0",
-    ];
+        &["train"][..],
+        &small_run(data_s, run_s),
+        &["--checkpoint-every", "1000", "--sample-every", "0"],
+    ]
+    .concat();
     let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(common)
+        .args(&common)
         .args(["--steps", "100000"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
