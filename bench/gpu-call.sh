@@ -21,8 +21,7 @@
 # Environment: SECONDS_LEFT (the call's time limit, 560; parts stop early enough to pack),
 # BUDGET (training seconds, 360), for `long` STEPS (3000), RESERVE (seconds kept for export,
 # judging and packing, 60) and INIT (the weights a new run starts from: gpu-run/mnist-f16, else
-# the shipped int8 file),
-# and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
+# the shipped int8 file), and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
 set -u
 part=${1:?usage: bench/gpu-call.sh kernels|train|long}
 out=${OUT:?OUT must name the folder that comes back}

@@ -27,12 +27,13 @@
 # www/weights/mnist-cpu.safetensors), BATCH_M / BATCH_S (256 / 256), LR_M / LR_S (6e-4 / 1e-3),
 # WARMUP (100 steps), MAX_STEPS (the most steps either run may take, 100000), SAMPLE_EVERY
 # (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
-# files [lo,hi]; ..." as in bench/gpu-quality.sh; empty: no judging), where M is the new `mnist` int8 file, F its
+# files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
 # f16 file, I its int4 file (group 32), S the new `mnist-cpu` int8 file, O and P the shipped
-# `mnist` and `mnist-cpu` files).
+# `mnist` and `mnist-cpu` files; set but empty: no judging), FIXED_STEPS (above).
 # Writes OUT/{mnist,mnist-cpu}/ (the run folders: run.json, metrics.jsonl, samples, plots; the
-# checkpoints are deleted at the end, unless FIXED_STEPS), OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors,
-# OUT/train.json and OUT/study/<name>/eval-sweep.json.
+# checkpoints are deleted at the end unless FIXED_STEPS is set),
+# OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors, OUT/train.json and
+# OUT/study/<name>/eval-sweep.json.
 set -u
 out=${1:?usage: bench/gpu-continue.sh OUT_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
