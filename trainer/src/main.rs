@@ -31,6 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a preset on a dataset into a run folder (checkpoints, metrics.jsonl, run.json).
+    ///
     /// Ctrl-C (or SIGTERM) stops after the step in flight with a checkpoint there, which
     /// `--resume` continues from (exit status 130); a second Ctrl-C ends it at once.
     Train(Box<TrainArgs>),
