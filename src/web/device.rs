@@ -12,7 +12,8 @@ pub type Gpu = burn::backend::Wgpu<f32, i32, u32>;
 
 // The CPU fallback, single-threaded with SIMD128: burn-flex, the fastest of burn's CPU backends
 // in wasm here (docs/browser-speed.md, "Which CPU backend": `make bench-cpu-backends` builds the
-// module with each of them and measures them in one run). The features below build the other two for that comparison.
+// module with each of them and measures them in one run). The features below build the other
+// two for that comparison.
 /// The CPU fallback: burn-flex.
 #[cfg(not(any(feature = "web-cpu-ndarray", feature = "web-cpu-candle")))]
 pub type Cpu = burn::backend::Flex<f32>;
