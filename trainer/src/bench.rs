@@ -12,7 +12,7 @@ use dit_web::Preset;
 use serde::Serialize;
 
 use crate::backend::{run_on, set_kernel_choice, BackendChoice, KernelChoice, OnBackend};
-use crate::train::step::{optimizer_step, Batch};
+use crate::train::step::{optimizer_step, Batch, StepStats};
 
 /// Measured throughput of one configuration.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -33,26 +33,48 @@ pub struct TrainSteps<'a> {
     pub micro: usize,
     pub warmup: usize,
     pub steps: usize,
+    /// Steps between read-backs of the loss, as `trainer train --read-every`: one timing of
+    /// `steps` steps per value, one after another on the same warm model.
+    pub read_every: Vec<usize>,
 }
 
 impl OnBackend for TrainSteps<'_> {
-    type Output = Throughput;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Throughput {
+    type Output = Vec<(usize, Throughput)>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let config = &self.preset.model;
         let schedule = NoiseSchedule::new(&self.preset.schedule);
-        let mut model = config.init::<B>(&device);
+        // In an Option so the closure below can move it through each step (a clone would keep
+        // a second handle on every weight and stop the optimizer updating them in place).
+        let mut model = Some(config.init::<B>(&device));
         let mut optim = AdamWConfig::new().init::<B, dit_web::Dit<B>>();
         let mut rng = NoiseRng::new(0, 0);
-        let mut started = Instant::now();
-        for step in 0..self.warmup + self.steps {
-            if step == self.warmup {
-                started = Instant::now();
+        // The warm-up, then each timing: reads every `every` steps and after the last, so the
+        // clock starts and stops on finished work.
+        let mut run = |steps: usize, every: usize| {
+            let started = Instant::now();
+            let mut unread = Vec::new();
+            for step in 1..=steps {
+                let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);
+                let current = model.take().expect("the model is back after every step");
+                let (next, stats) =
+                    optimizer_step(current, &mut optim, batch, self.micro, 1e-4, Some(1.0));
+                model = Some(next);
+                unread.push(stats);
+                if step % every == 0 || step == steps {
+                    StepStats::read_all(std::mem::take(&mut unread));
+                }
             }
-            let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);
-            // Each step reads its loss back, as training does, so the clock sees finished work.
-            (model, _, _) = optimizer_step(model, &mut optim, batch, self.micro, 1e-4, Some(1.0));
-        }
-        throughput(self.preset, self.batch, self.steps, started)
+            started
+        };
+        run(self.warmup, 1);
+        self.read_every
+            .iter()
+            .map(|&every| {
+                let started = run(self.steps, every.max(1));
+                let result = throughput(self.preset, self.batch, self.steps, started);
+                (every.max(1), result)
+            })
+            .collect()
     }
 }
 
@@ -100,9 +122,10 @@ fn throughput(preset: &Preset, batch: usize, steps: usize, started: Instant) -> 
 }
 
 /// `trainer bench`: optimizer steps of `batch` images (in micro-batches of `micro`; 0: whole),
-/// or with `sample` guided sampler steps of `batch` images, on `backend` with `kernels`, as one
-/// JSON object: the [`Throughput`] plus `kind`, `backend`, `micro_batch` and `own_kernels`
-/// (whether dit-web's own kernels ran).
+/// or with `sample` guided sampler steps of `batch` images, on `backend` with `kernels`: a JSON
+/// object per timing (training: one per `read_every` value), the [`Throughput`] plus `kind`,
+/// `backend`, `micro_batch`, `read_every` (training) and `own_kernels` (whether dit-web's own
+/// kernels ran).
 #[allow(clippy::too_many_arguments)]
 pub fn bench(
     backend: BackendChoice,
@@ -113,19 +136,20 @@ pub fn bench(
     sample: bool,
     warmup: usize,
     steps: usize,
-) -> Result<serde_json::Value, String> {
+    read_every: &[usize],
+) -> Result<Vec<serde_json::Value>, String> {
     if batch == 0 || steps == 0 {
         return Err("the batch size and the number of steps must be positive".into());
     }
     set_kernel_choice(kernels);
-    let result = if sample {
+    let results: Vec<(Option<usize>, Throughput)> = if sample {
         let task = SampleSteps {
             preset,
             images: batch,
             warmup,
             steps,
         };
-        run_on(backend, task)?
+        vec![(None, run_on(backend, task)?)]
     } else {
         let task = TrainSteps {
             preset,
@@ -133,23 +157,31 @@ pub fn bench(
             micro,
             warmup,
             steps,
+            read_every: read_every.to_vec(),
         };
-        run_on(backend, task)?
+        let timings = run_on(backend, task)?;
+        timings.into_iter().map(|(n, t)| (Some(n), t)).collect()
     };
-    let mut json = serde_json::to_value(&result).expect("throughput serializes");
-    json["kind"] = if sample { "sample" } else { "train" }.into();
-    json["backend"] = format!("{backend:?}").to_lowercase().into();
-    json["micro_batch"] = micro.into();
     // cpu and wgpu have dit-web's own kernels; the other backends burn's only.
     let own = dit_web::model::own_kernels();
-    json["own_kernels"] = match backend {
+    let own = match backend {
         BackendChoice::Wgpu => own.wgpu,
         BackendChoice::Cpu => own.flex,
         _ => false,
-    }
-    .into();
-    // The network as timed: flags may have changed the preset's.
-    json["params"] = (preset.model.num_params() as u64).into();
-    json["conditioning"] = preset.model.conditioning.name().into();
-    Ok(json)
+    };
+    let json = |(read_every, result): (Option<usize>, Throughput)| {
+        let mut json = serde_json::to_value(&result).expect("throughput serializes");
+        json["kind"] = if sample { "sample" } else { "train" }.into();
+        json["backend"] = format!("{backend:?}").to_lowercase().into();
+        json["micro_batch"] = micro.into();
+        if let Some(n) = read_every {
+            json["read_every"] = n.into();
+        }
+        json["own_kernels"] = own.into();
+        // The network as timed: flags may have changed the preset's.
+        json["params"] = (preset.model.num_params() as u64).into();
+        json["conditioning"] = preset.model.conditioning.name().into();
+        json
+    };
+    Ok(results.into_iter().map(json).collect())
 }

@@ -125,6 +125,12 @@ struct BenchArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Optimizer steps between read-backs of the loss, as `train --read-every`; several values
+    /// (`1,20`) time --steps steps with each in turn, after one warm-up, a JSON line each.
+    /// Default: as `train` (1 on the CPU, 20 on cuda and wgpu).
+    #[arg(long, value_name = "N", value_delimiter = ',',
+          value_parser = clap::value_parser!(u64).range(1..))]
+    read_every: Vec<u64>,
     /// Whose kernels run the model's Linear layers, attention, adaLN and GELU on cpu and wgpu:
     /// dit-web's own or burn's, to time one against the other on the same device. `auto`: dit-web's
     /// on the CPU and on software wgpu adapters, burn's on hardware GPUs.
@@ -240,6 +246,12 @@ struct TrainArgs {
     /// most. run.json records the steps chosen.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     time_budget: Option<f64>,
+    /// Read the loss and gradient norm back from the device every N steps: a read waits for the
+    /// device, so on a GPU fewer reads let the host queue steps ahead. Metrics, the progress bar,
+    /// the divergence check and Ctrl-C then act every N steps. Default: 1 on the CPU, 20 on
+    /// cuda and wgpu.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    read_every: Option<u64>,
 }
 
 /// Changes to the preset's network (train, bench, lr-find, check-step); run.json and the exported
@@ -318,6 +330,7 @@ impl TrainArgs {
             spike_factor: self.spike_factor.unwrap_or(d.spike_factor),
             init_weights: self.init_weights.clone(),
             time_budget: self.time_budget,
+            read_every: self.read_every.unwrap_or(self.backend.default_read_every()),
         }
     }
 }
@@ -567,7 +580,12 @@ fn run(cli: Cli) -> Result {
             Ok(())
         }
         Command::Bench(args) => {
-            let json = trainer::bench::bench(
+            let read_every: Vec<usize> = if args.read_every.is_empty() {
+                vec![args.backend.default_read_every() as usize]
+            } else {
+                args.read_every.iter().map(|&n| n as usize).collect()
+            };
+            let lines = trainer::bench::bench(
                 args.backend,
                 args.kernels,
                 &args.network.apply(preset(&args.preset)?)?,
@@ -576,8 +594,11 @@ fn run(cli: Cli) -> Result {
                 args.sample,
                 args.warmup,
                 args.steps,
+                &read_every,
             )?;
-            println!("{json}");
+            for json in lines {
+                println!("{json}");
+            }
             Ok(())
         }
         Command::Report { run } => {

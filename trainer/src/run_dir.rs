@@ -196,6 +196,7 @@ mod tests {
             spike_factor: 10.0,
             init_weights: None,
             time_budget: None,
+            read_every: 1,
         }
     }
 

@@ -79,3 +79,56 @@ fn flex_and_ndarray_agree_and_a_different_batch_does_not() {
         .windows(2)
         .all(|w| w[0].relative >= w[1].relative));
 }
+
+#[test]
+fn clipping_scales_every_gradient_to_the_bound_and_leaves_smaller_norms_alone() {
+    use dit_web::diffusion::{NoiseRng, NoiseSchedule};
+    use trainer::train::check::named_gradients;
+    use trainer::train::step::{batch_gradients, clip_global_norm, Batch, StepStats};
+
+    let preset = tiny();
+    let device = Default::default();
+    let model = preset.model.init::<Flex>(&device);
+    let schedule = NoiseSchedule::new(&preset.schedule);
+    let batch = || {
+        let mut rng = NoiseRng::new(7, 0);
+        Batch::<Flex>::random(4, &mut rng, &schedule, &preset.model, &device)
+    };
+    let clipped = |max: Option<f64>| {
+        let (grads, loss) = batch_gradients(&model, batch(), 0);
+        let (grads, grad_norm) = clip_global_norm(grads, &model, max);
+        let (_, norm) = StepStats { loss, grad_norm }.read();
+        (norm, named_gradients(&model, &grads))
+    };
+    let (norm, raw) = clipped(None);
+    assert!(norm > 0.0);
+    let global = |grads: &std::collections::BTreeMap<String, Vec<f32>>| {
+        grads
+            .values()
+            .flatten()
+            .map(|&g| f64::from(g).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    assert!((global(&raw) - norm).abs() <= 1e-5 * norm);
+
+    // A bound above the norm: the very same gradients, and the norm reported as before.
+    let (reported, loose) = clipped(Some(2.0 * norm));
+    assert_eq!(reported, norm);
+    assert_eq!(loose, raw);
+
+    // A bound of a quarter: each gradient scaled by max / (norm + 1e-6), the whole to the bound.
+    let (reported, tight) = clipped(Some(norm / 4.0));
+    assert_eq!(reported, norm);
+    let scale = 0.25 * norm / (norm + 1e-6);
+    for (name, g) in &tight {
+        for (a, b) in g.iter().zip(&raw[name]) {
+            let want = f64::from(*b) * scale;
+            assert!(
+                (f64::from(*a) - want).abs() <= 1e-6 * want.abs().max(1e-9),
+                "{name}: {a} vs {want}"
+            );
+        }
+    }
+    assert!((global(&tight) - norm / 4.0).abs() <= 1e-5 * norm);
+}

@@ -571,5 +571,36 @@ fn bench_prints_one_json_line_per_run() {
         }
         assert_eq!(json["params"].as_u64(), Some(network.num_params() as u64));
         assert_eq!(json["conditioning"], network.conditioning.name());
+        // Training reads the loss back every step on the CPU unless told otherwise.
+        let read_every = if extra.is_empty() { Some(1) } else { None };
+        assert_eq!(json["read_every"].as_u64(), read_every);
     }
+
+    // Several read-back intervals: one timing each, in the order given.
+    let out = ok(trainer(&[
+        "bench",
+        "--preset",
+        "mnist-cpu",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--steps",
+        "3",
+        "--read-every",
+        "1,3",
+    ]));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    let read: Vec<_> = lines.iter().map(|j| j["read_every"].as_u64()).collect();
+    assert_eq!(read, [Some(1), Some(3)]);
+    assert!(lines
+        .iter()
+        .all(|j| j["steps"].as_u64() == Some(3) && j["images_per_sec"].as_f64().unwrap() > 0.0));
+    let refused = trainer(&["bench", "--read-every", "0"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--read-every"), "{err}");
 }

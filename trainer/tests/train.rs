@@ -46,6 +46,7 @@ fn config(steps: u64) -> TrainConfig {
         spike_factor: 100.0,
         init_weights: None,
         time_budget: None,
+        read_every: 1,
     }
 }
 
@@ -202,7 +203,6 @@ fn checkpoints_are_complete_and_old_ones_pruned() {
 #[test]
 fn a_loss_spike_stops_training_and_names_the_last_good_checkpoint() {
     let (_d, data) = data();
-    let run = tempfile::tempdir().unwrap();
     // An absurd learning rate without clipping blows the loss up within a few steps.
     let mut cfg = config(30);
     cfg.lr = LrSchedule {
@@ -213,18 +213,84 @@ fn a_loss_spike_stops_training_and_names_the_last_good_checkpoint() {
     };
     cfg.grad_clip = None;
     cfg.spike_factor = 3.0;
-    let err = train_tiny(&cfg, &data, run.path(), false).unwrap_err();
-    match err {
-        TrainError::Diverged {
-            step, last_good, ..
-        } => {
-            assert!(step < 30);
-            if step > 3 {
-                assert!(last_good.contains("step-"), "{last_good}");
+    let diverged_at = |read_every| {
+        let run = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            read_every,
+            ..cfg.clone()
+        };
+        match train_tiny(&cfg, &data, run.path(), false).unwrap_err() {
+            TrainError::Diverged {
+                step, last_good, ..
+            } => {
+                assert!(step < 30);
+                if step > 3 {
+                    assert!(last_good.contains("step-"), "{last_good}");
+                }
+                step
             }
+            other => panic!("{other}"),
         }
-        other => panic!("{other}"),
+    };
+    // Read back every 4 steps, the run still names the step whose loss spiked.
+    assert_eq!(diverged_at(4), diverged_at(1));
+}
+
+#[test]
+fn reading_back_every_few_steps_trains_the_same_and_stops_at_a_read() {
+    let (_d, data) = data();
+    let straight = tempfile::tempdir().unwrap();
+    let every_step = train_tiny(&config(8), &data, straight.path(), false).unwrap();
+    let metrics = |dir: &Path| trainer::report::metrics::read(&dir.join("metrics.jsonl")).unwrap();
+
+    // Every 4 steps (and at the checkpoints, every 3): the same losses and metrics rows.
+    let grouped = tempfile::tempdir().unwrap();
+    let config4 = TrainConfig {
+        read_every: 4,
+        ..config(8)
+    };
+    let outcome = train_tiny(&config4, &data, grouped.path(), false).unwrap();
+    assert_eq!(outcome.losses, every_step.losses);
+    let (a, b) = (metrics(grouped.path()), metrics(straight.path()));
+    assert_eq!(a.len(), 8);
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(
+            (a.step, a.loss, a.lr, a.grad_norm),
+            (b.step, b.loss, b.lr, b.grad_norm)
+        );
     }
+
+    // A stop asked for at step 2 takes effect at the next read, step 4, which is checkpointed
+    // (none is due before step 100); resumed from there, the run is the straight one.
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let sparse = TrainConfig {
+        checkpoint_every: 100,
+        ..config4.clone()
+    };
+    let mut seen = Vec::new();
+    let first = train::<B, _>(
+        &RunConfig::new(&tiny_preset(), sparse.clone()),
+        &data,
+        &run,
+        false,
+        &Default::default(),
+        |row| {
+            seen.push(row.step);
+            match row.step {
+                2 => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, [1, 2, 3, 4]);
+    assert!(first.stopped);
+    assert_eq!(first.final_step, 4);
+    assert!(run.latest_checkpoint().unwrap().ends_with("step-00000004"));
+    let second = train_tiny(&sparse, &data, dir.path(), true).unwrap();
+    assert_eq!(second.final_step, 8);
+    assert_same_losses(&every_step, first, second);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, Preset};
 use serde::Serialize;
 
-use super::step::{batch_gradients, clip_global_norm, Batch};
+use super::step::{batch_gradients, clip_global_norm, Batch, StepStats};
 use crate::backend::{run_on, BackendChoice, OnBackend};
 
 /// What one side computed: the loss, the global gradient norm, and each parameter's gradient
@@ -48,6 +48,7 @@ impl OnBackend for CheckSide<'_> {
         let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);
         let (grads, loss) = batch_gradients(&model, batch, self.micro);
         let (grads, grad_norm) = clip_global_norm(grads, &model, None);
+        let (loss, grad_norm) = StepStats { loss, grad_norm }.read();
         StepGradients {
             loss,
             grad_norm,

@@ -64,9 +64,9 @@ pub fn lr_find<B: AutodiffBackend, D: Dataset>(
                 model_config.class_dropout,
                 device,
             );
-            let (next, loss, _) = optimizer_step(model, &mut optim, batch, 0, lr, None);
+            let (next, stats) = optimizer_step(model, &mut optim, batch, 0, lr, None);
             model = next;
-            sum += loss;
+            sum += stats.read().0;
         }
         let loss = sum / config.steps_per_value as f64;
         avg = 0.9 * avg + 0.1 * loss;

@@ -57,6 +57,16 @@ pub struct TrainConfig {
     /// budget ([`budget`]). run.json then records the steps chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_budget: Option<f64>,
+    /// Steps between read-backs of the loss and gradient norm (at least 1). Each read waits for
+    /// the device, so on a GPU reading every step keeps the host from queueing work ahead; the
+    /// steps' metrics, progress and divergence check then come in groups. Sample grids,
+    /// checkpoints and the end of the run always read first. Older run.json files have none.
+    #[serde(default = "every_step")]
+    pub read_every: u64,
+}
+
+fn every_step() -> u64 {
+    1
 }
 
 impl TrainConfig {
@@ -88,6 +98,7 @@ impl TrainConfig {
             spike_factor: 10.0,
             init_weights: None,
             time_budget: None,
+            read_every: 1,
         }
     }
 }
@@ -220,9 +231,11 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
             .map(|d| d.display().to_string())
             .unwrap_or_else(|_| "none (no checkpoint yet)".into());
         let mut stopped = false;
+        // Steps run but not read back yet, and when the last read-back ended.
+        let mut unread: Vec<(u64, f64, step::StepStats<B::InnerBackend>)> = Vec::new();
+        let mut read_at = Instant::now();
 
         while state.step < total {
-            let started = Instant::now();
             let step = state.step;
             let batch = step::Batch::<B>::draw(
                 &mut loader,
@@ -234,7 +247,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 device,
             );
             let lr = lr_schedule.lr(step);
-            let (next, loss_value, grad_norm) = step::optimizer_step(
+            let (next, stats) = step::optimizer_step(
                 model,
                 &mut optim,
                 batch,
@@ -243,53 +256,72 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 config.grad_clip,
             );
             model = next;
-            let spike = average.is_some_and(|avg| loss_value > config.spike_factor * avg.max(1e-3));
-            if !loss_value.is_finite() || spike {
-                return Err(TrainError::Diverged {
-                    step,
-                    loss: loss_value,
-                    last_good,
-                });
-            }
             ema = ema::update(
                 ema,
                 &model.valid(),
                 ema::decay_at(config.ema_decay, config.ema_warmup, step),
             );
-
             state.step += 1;
-            average = Some(average.map_or(loss_value, |a| 0.98 * a + 0.02 * loss_value));
-            losses.push((step, loss_value));
-            let row = MetricsRow {
-                step: state.step,
-                loss: loss_value,
-                lr,
-                grad_norm,
-                images_per_sec: n as f64 / started.elapsed().as_secs_f64(),
-            };
-            metrics.append(&row).map_err(io(&metrics_file))?;
-            let stop = on_step(&row).is_break();
+            unread.push((state.step, lr, stats));
 
-            // Before the next step, the time budget may shorten the schedule, even to end here
-            // (then this step gets the last sample grid and checkpoint below).
-            if let Some(fitted) = time_budget
-                .as_mut()
-                .and_then(|b| b.before_step(state.step, Instant::now(), config.steps))
-            {
-                total = fitted;
-                lr_schedule.total = total;
-                let mut recorded = run_config.clone();
-                recorded.train.steps = total;
-                recorded.train.lr.total = total;
-                run.write_config(&recorded)?;
-                eprintln!(
-                    "time budget {} s: training to step {total}",
-                    config.time_budget.unwrap_or_default()
-                );
+            let due = |every: u64| every > 0 && state.step.is_multiple_of(every);
+            let mut at_end = state.step == total;
+            let read_now = unread.len() as u64 >= config.read_every.max(1)
+                || at_end
+                || due(config.sample_every)
+                || due(config.checkpoint_every);
+            let mut stop = false;
+            if read_now {
+                let rows: Vec<(u64, f64)> = unread.iter().map(|&(s, lr, _)| (s, lr)).collect();
+                let values = step::StepStats::read_all(unread.drain(..).map(|u| u.2).collect());
+                let now = Instant::now();
+                // The device's time for these steps, shared out evenly.
+                let images_per_sec =
+                    (n * rows.len()) as f64 / now.duration_since(read_at).as_secs_f64();
+                read_at = now;
+                for ((step, lr), (loss, grad_norm)) in rows.into_iter().zip(values) {
+                    let spike =
+                        average.is_some_and(|avg| loss > config.spike_factor * avg.max(1e-3));
+                    if !loss.is_finite() || spike {
+                        return Err(TrainError::Diverged {
+                            step: step - 1,
+                            loss,
+                            last_good,
+                        });
+                    }
+                    average = Some(average.map_or(loss, |a| 0.98 * a + 0.02 * loss));
+                    losses.push((step - 1, loss));
+                    let row = MetricsRow {
+                        step,
+                        loss,
+                        lr,
+                        grad_norm,
+                        images_per_sec,
+                    };
+                    metrics.append(&row).map_err(io(&metrics_file))?;
+                    stop |= on_step(&row).is_break();
+                }
+
+                // Before the next step, the time budget may shorten the schedule, even to end
+                // here (then this step gets the last sample grid and checkpoint below).
+                if let Some(fitted) = time_budget
+                    .as_mut()
+                    .and_then(|b| b.before_step(state.step, now, config.steps))
+                {
+                    total = fitted;
+                    lr_schedule.total = total;
+                    let mut recorded = run_config.clone();
+                    recorded.train.steps = total;
+                    recorded.train.lr.total = total;
+                    run.write_config(&recorded)?;
+                    eprintln!(
+                        "time budget {} s: training to step {total}",
+                        config.time_budget.unwrap_or_default()
+                    );
+                    at_end = state.step == total;
+                }
             }
-            let at_end = state.step == total;
-            if config.sample_every > 0 && (state.step.is_multiple_of(config.sample_every) || at_end)
-            {
+            if config.sample_every > 0 && (due(config.sample_every) || at_end) {
                 crate::report::samples::write_grid(
                     &ema,
                     &schedule,
@@ -301,10 +333,7 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                     eprintln!("warning: could not redraw loss.png / progress.gif: {e}");
                 }
             }
-            if (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every))
-                || at_end
-                || stop
-            {
+            if due(config.checkpoint_every) || at_end || stop {
                 state.rng = rng.state();
                 state.loader = loader.state();
                 state.last_loss = average;

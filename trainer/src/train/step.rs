@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, DitConfig};
 
@@ -108,8 +108,41 @@ impl<B: Backend> Batch<B> {
     }
 }
 
+/// A step's loss and gradient norm (before clipping), still on the device: one-element tensors
+/// whose values exist once the device has run the step. Nothing in a step reads a value back,
+/// so a GPU can run ahead of the host; [`StepStats::read_all`] waits once for many steps.
+pub struct StepStats<B: Backend> {
+    pub loss: Tensor<B, 1>,
+    pub grad_norm: Tensor<B, 1>,
+}
+
+impl<B: Backend> StepStats<B> {
+    /// This step's (loss, gradient norm); waits for the device to finish the step.
+    pub fn read(self) -> (f64, f64) {
+        Self::read_all(vec![self])[0]
+    }
+
+    /// (loss, gradient norm) of each step, in order, with a single read-back.
+    pub fn read_all(steps: Vec<Self>) -> Vec<(f64, f64)> {
+        if steps.is_empty() {
+            return Vec::new();
+        }
+        let values: Vec<Tensor<B, 1>> = steps
+            .into_iter()
+            .flat_map(|s| [s.loss, s.grad_norm])
+            .collect();
+        let values = Tensor::cat(values, 0)
+            .into_data()
+            .convert::<f64>()
+            .into_vec::<f64>()
+            .expect("f64 after convert");
+        values.chunks(2).map(|v| (v[0], v[1])).collect()
+    }
+}
+
 /// Forward, epsilon-MSE, backward (in micro-batches of at most `micro` images), global-norm
-/// clipping, AdamW. Returns the updated model, the loss and the gradient norm before clipping.
+/// clipping, AdamW, all queued on the device without waiting for it. Returns the updated model
+/// and the step's loss and gradient norm before clipping, unread.
 pub fn optimizer_step<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     model: Dit<B>,
     optim: &mut O,
@@ -117,27 +150,27 @@ pub fn optimizer_step<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     micro: usize,
     lr: f64,
     grad_clip: Option<f64>,
-) -> (Dit<B>, f64, f64) {
-    let (grads, loss_value) = batch_gradients(&model, batch, micro);
+) -> (Dit<B>, StepStats<B::InnerBackend>) {
+    let (grads, loss) = batch_gradients(&model, batch, micro);
     let (grads, grad_norm) = clip_global_norm(grads, &model, grad_clip);
-    (optim.step(lr, model, grads), loss_value, grad_norm)
+    (optim.step(lr, model, grads), StepStats { loss, grad_norm })
 }
 
 /// The mean-squared noise-prediction error of a batch and its gradients, with forward and
 /// backward run on micro-batches of at most `micro` images (0: the whole batch at once). Each
 /// micro-batch's squared error is summed and divided by the whole batch's element count, so the
 /// summed gradients are the full batch's, whatever the split; activations need memory for one
-/// micro-batch only.
+/// micro-batch only. The loss stays on the device (a one-element tensor).
 pub fn batch_gradients<B: AutodiffBackend>(
     model: &Dit<B>,
     batch: Batch<B>,
     micro: usize,
-) -> (GradientsParams, f64) {
+) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
     let n = batch.t.dims()[0];
     let micro = if micro == 0 { n } else { micro.min(n) };
     let count = batch.eps.shape().num_elements() as f64;
     let mut accumulator = GradientsAccumulator::<Dit<B>>::new();
-    let mut loss = 0.0;
+    let mut loss: Option<Tensor<B::InnerBackend, 1>> = None;
     for start in (0..n).step_by(micro) {
         let range = start..(start + micro).min(n);
         let part = |t: Tensor<B, 4>| t.slice(range.clone());
@@ -150,10 +183,14 @@ pub fn batch_gradients<B: AutodiffBackend>(
             .powf_scalar(2.0)
             .sum()
             .div_scalar(count);
-        loss += error.clone().into_scalar().elem::<f64>();
+        let value = error.clone().inner();
+        loss = Some(loss.map_or(value.clone(), |sum| sum + value));
         accumulator.accumulate(model, GradientsParams::from_grads(error.backward(), model));
     }
-    (accumulator.grads(), loss)
+    (
+        accumulator.grads(),
+        loss.expect("a batch has at least one image"),
+    )
 }
 
 struct Ids(Vec<(ParamId, usize)>);
@@ -165,12 +202,13 @@ impl<B: Backend> ModuleVisitor<B> for Ids {
 }
 
 /// Global gradient-norm clipping as PyTorch's `clip_grad_norm_` (burn's own clipping works per
-/// tensor). Returns the gradients and their norm before clipping, read back once.
+/// tensor): every gradient times `min(1, max_norm / (norm + 1e-6))`, computed on the device, so
+/// the host never waits for the norm. Returns the gradients and the norm before clipping.
 pub fn clip_global_norm<B: AutodiffBackend>(
     mut grads: GradientsParams,
     model: &Dit<B>,
     max_norm: Option<f64>,
-) -> (GradientsParams, f64) {
+) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
     let mut ids = Ids(Vec::new());
     model.visit(&mut ids);
     let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
@@ -199,19 +237,24 @@ pub fn clip_global_norm<B: AutodiffBackend>(
         };
     }
     each_rank!(add_square);
-    let norm = total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt());
+    let norm = total.expect("a DiT has parameters").sqrt();
     if let Some(max) = max_norm {
-        if norm > max {
-            let scale = max / (norm + 1e-6);
-            macro_rules! scale {
-                ($g:ident, $id:ident, $d:literal) => {
-                    if let Some(g) = $g.remove::<B::InnerBackend, $d>($id) {
-                        $g.register::<B::InnerBackend, $d>($id, g * scale);
-                    }
-                };
-            }
-            each_rank!(scale);
+        // Exactly 1 when the norm is within the bound, so unclipped gradients stay as they are.
+        let scale = norm
+            .clone()
+            .add_scalar(1e-6)
+            .recip()
+            .mul_scalar(max)
+            .clamp_max(1.0);
+        macro_rules! scale {
+            ($g:ident, $id:ident, $d:literal) => {
+                if let Some(g) = $g.remove::<B::InnerBackend, $d>($id) {
+                    let scale = scale.clone().reshape([1; $d]);
+                    $g.register::<B::InnerBackend, $d>($id, g * scale);
+                }
+            };
         }
+        each_rank!(scale);
     }
     (grads, norm)
 }
