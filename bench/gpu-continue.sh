@@ -29,7 +29,8 @@
 # (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
 # files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
 # f16 file, I its int4 file (group 32), S the new `mnist-cpu` int8 file, O and P the shipped
-# `mnist` and `mnist-cpu` files; set but empty: no judging), FIXED_STEPS (above).
+# `mnist` and `mnist-cpu` files; set but empty: no judging), FIXED_STEPS (above), READ_EVERY
+# (`trainer train --read-every`; default: the trainer's, 20 on cuda).
 # Writes OUT/{mnist,mnist-cpu}/ (the run folders: run.json, metrics.jsonl, samples, plots; the
 # checkpoints are deleted at the end unless FIXED_STEPS is set),
 # OUT/new/{mnist,mnist-cpu}-{f16,int8,int4}.safetensors, OUT/train.json and
@@ -68,6 +69,7 @@ for r in "${runs[@]}"; do
       --batch-size "$2" --lr "$3" --warmup "$warmup" --ema-warmup \
       --grad-clip 1.0 --checkpoint-every "${CHECKPOINT_EVERY:-200}" --keep-every 1000000 \
       --sample-every "${SAMPLE_EVERY:-400}" --seed "$seed" --init-weights "$4" \
+      ${READ_EVERY:+--read-every "$READ_EVERY"} \
       >> "$out/train-$1.log" 2>&1
     echo "$? $(( $(date +%s) - t0 ))" > "$out/rc-$1" ) &
 done
