@@ -13,7 +13,7 @@
 #                                    # resumes /tmp/g/long, trains until RESERVE s before its
 #                                    # end, exports; STUDY's cells judge (give them to the last);
 #                                    # the first call also times --read-every 1 against 20
-#                                    # (READ_AB=0: not)
+#                                    # and profiles a step (READ_AB=0: neither)
 #   OUT=/tmp/dry GPU_RUN=... BACKENDS=cpu BACKEND=cpu QUICK=1 bash bench/gpu-call.sh ...  # here
 #
 # gpu-run/ holds trainer.xz (the stripped `--features cuda,wgpu` build), gl/*.deb (libvulkan1
@@ -93,11 +93,16 @@ long)
   # machine still warm from the last call), else starts from INIT. `timeout`'s SIGTERM at the
   # budget's end makes it checkpoint the step in flight and stop (exit 130).
   # First call only (no checkpoint yet): the trainer's step time reading the loss back every step
-  # against every 20 (the cuda default since session 18), alternating, in one process (~40 s).
+  # against every 20 (the cuda default since session 18), alternating, in one process (~40 s),
+  # then a profile of the step (`trainer bench --profile`), all in read-every.jsonl.
   if [ "${READ_AB:-1}" != 0 ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
     timeout 90 "$TRAINER" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" \
       --warmup 10 --steps "${AB_STEPS:-30}" --read-every 1,20,1,20 > "$out/read-every.jsonl" 2> "$work/read-every.log"
     echo "read-every A/B: rc $?"; cat "$out/read-every.jsonl"
+    # Where a step's time goes: each phase alone between device synchronisations (~20 s).
+    timeout 60 "$TRAINER" bench --profile --preset mnist --backend "${BACKEND:-cuda}" \
+      --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" >> "$out/read-every.jsonl" 2>> "$work/read-every.log"
+    echo "profile: rc $?"; tail -1 "$out/read-every.jsonl"
   fi
   left=$(( ends - ${RESERVE:-60} - $(date +%s) ))
   [ "$left" -gt 30 ] || { echo "no time to train: $left s" >&2; exit 1; }

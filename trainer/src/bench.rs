@@ -4,15 +4,17 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::AdamWConfig;
-use burn::tensor::backend::AutodiffBackend;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
 use dit_web::generate::sample;
 use dit_web::Preset;
 use serde::Serialize;
 
 use crate::backend::{run_on, set_kernel_choice, BackendChoice, KernelChoice, OnBackend};
-use crate::train::step::{optimizer_step, Batch, StepStats};
+use crate::train::ema;
+use crate::train::step::{clip_global_norm, optimizer_step, squared_error, Batch, StepStats};
 
 /// Measured throughput of one configuration.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -76,6 +78,129 @@ impl OnBackend for TrainSteps<'_> {
             })
             .collect()
     }
+}
+
+/// Where a training step's time goes: each phase of `steps` optimizer steps run alone, with the
+/// device synchronised before and after it, so a phase's time is its own work (host and device)
+/// and nothing of its neighbours'. Training itself overlaps them; `synced_step_ms` against an
+/// unsynchronised `trainer bench` shows how much.
+pub struct ProfileSteps<'a> {
+    pub preset: &'a Preset,
+    pub batch: usize,
+    pub warmup: usize,
+    pub steps: usize,
+}
+
+/// Median milliseconds of each phase of a training step, in the order a step runs them.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct StepProfile {
+    pub preset: String,
+    pub batch: usize,
+    pub steps: usize,
+    /// (phase, median ms): host noise and upload of the batch, forward and loss, backward,
+    /// global-norm clipping, AdamW, EMA.
+    pub phases: Vec<(String, f64)>,
+    /// The phases' sum.
+    pub synced_step_ms: f64,
+    /// The network's forward pass alone without autodiff (as in sampling), same batch.
+    pub inference_forward_ms: f64,
+    /// burn's matrix product at the shape of the MLP's first layer over the batch's tokens
+    /// (`[batch * tokens, hidden] x [hidden, mlp_ratio * hidden]`): (m, k, n), median ms and
+    /// GFLOP/s.
+    pub matmul: ([usize; 3], f64, f64),
+}
+
+impl OnBackend for ProfileSteps<'_> {
+    type Output = StepProfile;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> StepProfile {
+        let config = &self.preset.model;
+        let schedule = NoiseSchedule::new(&self.preset.schedule);
+        let mut model = config.init::<B>(&device);
+        let mut ema = model.valid();
+        let mut optim = AdamWConfig::new().init::<B, dit_web::Dit<B>>();
+        let mut rng = NoiseRng::new(0, 0);
+        let names = ["batch", "forward", "backward", "clip", "optimizer", "ema"];
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+        let mut inference = Vec::new();
+        let count = (self.batch * config.image_len()) as f64;
+        for step in 0..self.warmup + self.steps {
+            let mut phase = Vec::new();
+            let (batch, ms) = synced::<B, _>(&device, || {
+                Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device)
+            });
+            phase.push(ms);
+            let (error, ms) = synced::<B, _>(&device, || {
+                let prediction = model.forward(batch.x_t.clone(), batch.t.clone(), batch.y.clone());
+                squared_error(prediction, batch.eps.clone(), count)
+            });
+            phase.push(ms);
+            let (grads, ms) = synced::<B, _>(&device, || {
+                GradientsParams::from_grads(error.backward(), &model)
+            });
+            phase.push(ms);
+            let (grads, ms) =
+                synced::<B, _>(&device, || clip_global_norm(grads, &model, Some(1.0)).0);
+            phase.push(ms);
+            let (next, ms) = synced::<B, _>(&device, || optim.step(1e-4, model, grads));
+            model = next;
+            phase.push(ms);
+            let (next, ms) = synced::<B, _>(&device, || ema::update(ema, &model.valid(), 0.9999));
+            ema = next;
+            phase.push(ms);
+            let (_, ms) = synced::<B, _>(&device, || {
+                ema.forward(batch.x_t.inner(), batch.t.inner(), batch.y.inner())
+            });
+            if step >= self.warmup {
+                phase
+                    .into_iter()
+                    .zip(&mut times)
+                    .for_each(|(ms, t)| t.push(ms));
+                inference.push(ms);
+            }
+        }
+        let phases: Vec<(String, f64)> = names
+            .iter()
+            .zip(times)
+            .map(|(name, t)| (name.to_string(), median(t)))
+            .collect();
+
+        let (m, k) = (self.batch * config.num_patches(), config.hidden_size);
+        let n = config.mlp_ratio * k;
+        let a = Tensor::<B::InnerBackend, 2>::ones([m, k], &device);
+        let b = Tensor::<B::InnerBackend, 2>::ones([k, n], &device);
+        let matmul: Vec<f64> = (0..self.warmup.max(1) + self.steps)
+            .map(|_| synced::<B, _>(&device, || a.clone().matmul(b.clone())).1)
+            .skip(self.warmup.max(1))
+            .collect();
+        let matmul_ms = median(matmul);
+        StepProfile {
+            preset: self.preset.name.into(),
+            batch: self.batch,
+            steps: self.steps,
+            synced_step_ms: phases.iter().map(|p| p.1).sum(),
+            phases,
+            inference_forward_ms: median(inference),
+            matmul: (
+                [m, k, n],
+                matmul_ms,
+                2.0 * (m * k * n) as f64 / (matmul_ms * 1e6),
+            ),
+        }
+    }
+}
+
+/// Runs `f` between two synchronisations of `device`: its result and its milliseconds.
+fn synced<B: Backend, R>(device: &B::Device, f: impl FnOnce() -> R) -> (R, f64) {
+    B::sync(device).expect("the device synchronises");
+    let started = Instant::now();
+    let out = f();
+    B::sync(device).expect("the device synchronises");
+    (out, 1e3 * started.elapsed().as_secs_f64())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Guided DPM-Solver++ steps for `images` images (the network sees twice as many).
@@ -162,26 +287,62 @@ pub fn bench(
         let timings = run_on(backend, task)?;
         timings.into_iter().map(|(n, t)| (Some(n), t)).collect()
     };
-    // cpu and wgpu have dit-web's own kernels; the other backends burn's only.
-    let own = dit_web::model::own_kernels();
-    let own = match backend {
-        BackendChoice::Wgpu => own.wgpu,
-        BackendChoice::Cpu => own.flex,
-        _ => false,
-    };
     let json = |(read_every, result): (Option<usize>, Throughput)| {
-        let mut json = serde_json::to_value(&result).expect("throughput serializes");
-        json["kind"] = if sample { "sample" } else { "train" }.into();
-        json["backend"] = format!("{backend:?}").to_lowercase().into();
+        let kind = if sample { "sample" } else { "train" };
+        let mut json = tagged(&result, kind, backend, preset);
         json["micro_batch"] = micro.into();
         if let Some(n) = read_every {
             json["read_every"] = n.into();
         }
-        json["own_kernels"] = own.into();
-        // The network as timed: flags may have changed the preset's.
-        json["params"] = (preset.model.num_params() as u64).into();
-        json["conditioning"] = preset.model.conditioning.name().into();
         json
     };
     Ok(results.into_iter().map(json).collect())
+}
+
+/// `trainer bench --profile`: a [`StepProfile`] of `steps` training steps of `batch` images
+/// after `warmup` ones, as one JSON object tagged like [`bench`]'s (`kind`: `profile`).
+pub fn profile(
+    backend: BackendChoice,
+    kernels: KernelChoice,
+    preset: &Preset,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+) -> Result<serde_json::Value, String> {
+    if batch == 0 || steps == 0 {
+        return Err("the batch size and the number of steps must be positive".into());
+    }
+    set_kernel_choice(kernels);
+    let task = ProfileSteps {
+        preset,
+        batch,
+        warmup,
+        steps,
+    };
+    Ok(tagged(&run_on(backend, task)?, "profile", backend, preset))
+}
+
+/// `result` as JSON with what was timed: `kind`, `backend`, `own_kernels` (whether dit-web's own
+/// kernels ran), and the network's `params` and `conditioning`.
+fn tagged(
+    result: &impl Serialize,
+    kind: &str,
+    backend: BackendChoice,
+    preset: &Preset,
+) -> serde_json::Value {
+    let mut json = serde_json::to_value(result).expect("results serialize");
+    json["kind"] = kind.into();
+    json["backend"] = format!("{backend:?}").to_lowercase().into();
+    // cpu and wgpu have dit-web's own kernels; the other backends burn's only.
+    let own = dit_web::model::own_kernels();
+    json["own_kernels"] = match backend {
+        BackendChoice::Wgpu => own.wgpu,
+        BackendChoice::Cpu => own.flex,
+        _ => false,
+    }
+    .into();
+    // The network as timed: flags may have changed the preset's.
+    json["params"] = (preset.model.num_params() as u64).into();
+    json["conditioning"] = preset.model.conditioning.name().into();
+    json
 }

@@ -120,6 +120,11 @@ struct BenchArgs {
     /// Time sampler steps (guidance 3: the network sees twice the images) instead of training.
     #[arg(long)]
     sample: bool,
+    /// Profile training steps instead: each phase (batch upload, forward, backward, clipping,
+    /// AdamW, EMA) timed alone between device synchronisations, the forward pass without
+    /// autodiff, and burn's matrix product at the MLP's shape; one JSON line of medians.
+    #[arg(long, conflicts_with_all = ["sample", "micro_batch", "read_every"])]
+    profile: bool,
     /// Untimed steps first (kernel compilation, autotuning, caches).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -577,6 +582,18 @@ fn run(cli: Cli) -> Result {
             {
                 println!("{name}.gz: {fetched:?}");
             }
+            Ok(())
+        }
+        Command::Bench(args) if args.profile => {
+            let json = trainer::bench::profile(
+                args.backend,
+                args.kernels,
+                &args.network.apply(preset(&args.preset)?)?,
+                args.batch_size,
+                args.warmup,
+                args.steps,
+            )?;
+            println!("{json}");
             Ok(())
         }
         Command::Bench(args) => {

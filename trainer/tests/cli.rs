@@ -599,6 +599,36 @@ fn bench_prints_one_json_line_per_run() {
     assert!(lines
         .iter()
         .all(|j| j["steps"].as_u64() == Some(3) && j["images_per_sec"].as_f64().unwrap() > 0.0));
+    // A profile: each phase of a step timed alone, in the order a step runs them.
+    let out = ok(trainer(&[
+        "bench",
+        "--profile",
+        "--preset",
+        "mnist-cpu",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--steps",
+        "2",
+    ]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(json["kind"], "profile");
+    let phases = json["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["batch", "forward", "backward", "clip", "optimizer", "ema"]
+    );
+    let ms: Vec<f64> = phases.iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert!(ms.iter().all(|&ms| ms > 0.0), "{json}");
+    let total = json["synced_step_ms"].as_f64().unwrap();
+    assert!((ms.iter().sum::<f64>() - total).abs() < 1e-6 * total);
+    // mnist-cpu: 49 tokens of width 192, MLP ratio 4.
+    assert_eq!(json["matmul"][0], serde_json::json!([98, 192, 768]));
+    assert!(json["matmul"][2].as_f64().unwrap() > 0.0);
+    assert!(json["inference_forward_ms"].as_f64().unwrap() > 0.0);
+
     let refused = trainer(&["bench", "--read-every", "0"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);

@@ -179,10 +179,7 @@ pub fn batch_gradients<B: AutodiffBackend>(
             batch.t.clone().slice(range.clone()),
             batch.y.clone().slice(range.clone()),
         );
-        let error = (prediction - part(batch.eps.clone()))
-            .powf_scalar(2.0)
-            .sum()
-            .div_scalar(count);
+        let error = squared_error(prediction, part(batch.eps.clone()), count);
         let value = error.clone().inner();
         loss = Some(loss.map_or(value.clone(), |sum| sum + value));
         accumulator.accumulate(model, GradientsParams::from_grads(error.backward(), model));
@@ -191,6 +188,16 @@ pub fn batch_gradients<B: AutodiffBackend>(
         accumulator.grads(),
         loss.expect("a batch has at least one image"),
     )
+}
+
+/// The summed squared error of a noise prediction divided by `count`, the whole batch's element
+/// count (so micro-batches add up to the batch's mean).
+pub fn squared_error<B: Backend>(
+    prediction: Tensor<B, 4>,
+    eps: Tensor<B, 4>,
+    count: f64,
+) -> Tensor<B, 1> {
+    (prediction - eps).powf_scalar(2.0).sum().div_scalar(count)
 }
 
 struct Ids(Vec<(ParamId, usize)>);
