@@ -584,35 +584,37 @@ fn run(cli: Cli) -> Result {
             }
             Ok(())
         }
-        Command::Bench(args) if args.profile => {
-            let json = trainer::bench::profile(
-                args.backend,
-                args.kernels,
-                &args.network.apply(preset(&args.preset)?)?,
-                args.batch_size,
-                args.warmup,
-                args.steps,
-            )?;
-            println!("{json}");
-            Ok(())
-        }
         Command::Bench(args) => {
-            let read_every: Vec<usize> = if args.read_every.is_empty() {
-                vec![args.backend.default_read_every() as usize]
+            let preset = args.network.apply(preset(&args.preset)?)?;
+            let (backend, kernels) = (args.backend, args.kernels);
+            let lines = if args.profile {
+                let profile = trainer::bench::profile(
+                    backend,
+                    kernels,
+                    &preset,
+                    args.batch_size,
+                    args.warmup,
+                    args.steps,
+                )?;
+                vec![profile]
             } else {
-                args.read_every.iter().map(|&n| n as usize).collect()
+                let read_every: Vec<usize> = if args.read_every.is_empty() {
+                    vec![backend.default_read_every() as usize]
+                } else {
+                    args.read_every.iter().map(|&n| n as usize).collect()
+                };
+                trainer::bench::bench(
+                    backend,
+                    kernels,
+                    &preset,
+                    args.batch_size,
+                    args.micro_batch,
+                    args.sample,
+                    args.warmup,
+                    args.steps,
+                    &read_every,
+                )?
             };
-            let lines = trainer::bench::bench(
-                args.backend,
-                args.kernels,
-                &args.network.apply(preset(&args.preset)?)?,
-                args.batch_size,
-                args.micro_batch,
-                args.sample,
-                args.warmup,
-                args.steps,
-                &read_every,
-            )?;
             for json in lines {
                 println!("{json}");
             }

@@ -531,14 +531,8 @@ fn the_binary_needs_no_system_font_libraries() {
 
 #[test]
 fn bench_prints_one_json_line_per_run() {
-    let small_in_context = [
-        "--sample",
-        "--conditioning",
-        "in-context",
-        "--hidden-size",
-        "96",
-    ];
-    for extra in [&[][..], &small_in_context[..]] {
+    // `trainer bench` of the small preset, 2 images, one warm-up step, then `extra`.
+    let bench = |extra: &[&str]| {
         let mut args = vec![
             "bench",
             "--preset",
@@ -547,11 +541,19 @@ fn bench_prints_one_json_line_per_run() {
             "2",
             "--warmup",
             "1",
-            "--steps",
-            "2",
         ];
         args.extend(extra);
-        let out = ok(trainer(&args));
+        ok(trainer(&args))
+    };
+    let small_in_context = [
+        "--sample",
+        "--conditioning",
+        "in-context",
+        "--hidden-size",
+        "96",
+    ];
+    for extra in [&[][..], &small_in_context[..]] {
+        let out = bench(&[&["--steps", "2"][..], extra].concat());
         let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
         assert_eq!(
             json["kind"],
@@ -577,19 +579,7 @@ fn bench_prints_one_json_line_per_run() {
     }
 
     // Several read-back intervals: one timing each, in the order given.
-    let out = ok(trainer(&[
-        "bench",
-        "--preset",
-        "mnist-cpu",
-        "--batch-size",
-        "2",
-        "--warmup",
-        "1",
-        "--steps",
-        "3",
-        "--read-every",
-        "1,3",
-    ]));
+    let out = bench(&["--steps", "3", "--read-every", "1,3"]);
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
@@ -599,19 +589,9 @@ fn bench_prints_one_json_line_per_run() {
     assert!(lines
         .iter()
         .all(|j| j["steps"].as_u64() == Some(3) && j["images_per_sec"].as_f64().unwrap() > 0.0));
+
     // A profile: each phase of a step timed alone, in the order a step runs them.
-    let out = ok(trainer(&[
-        "bench",
-        "--profile",
-        "--preset",
-        "mnist-cpu",
-        "--batch-size",
-        "2",
-        "--warmup",
-        "1",
-        "--steps",
-        "2",
-    ]));
+    let out = bench(&["--profile", "--steps", "2"]);
     let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
     assert_eq!(json["kind"], "profile");
     let phases = json["phases"].as_array().unwrap();
