@@ -614,3 +614,72 @@ fn bench_prints_one_json_line_per_run() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("--read-every"), "{err}");
 }
+
+#[test]
+fn classifier_and_eval_score_a_model_per_digit() {
+    let (work, data, run, _) = workspace(40);
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    ok(trainer(
+        &[&["train", "--steps", "2"], &small_run(data_s, run_s)[..]].concat(),
+    ));
+    let weights = work.path().join("tiny.safetensors");
+    let weights_s = weights.to_str().unwrap();
+    ok(trainer(&["export", "--run", run_s, "--out", weights_s]));
+    let classifier = work.path().join("classifier.mpk");
+    let classifier_s = classifier.to_str().unwrap();
+    let text = ok(trainer(&[
+        "classifier",
+        "--data",
+        data_s,
+        "--out",
+        classifier_s,
+        "--epochs",
+        "2",
+    ]));
+    assert!(text.contains("test accuracy"), "{text}");
+
+    let json = work.path().join("eval.json");
+    let text = ok(trainer(&[
+        "eval",
+        "--weights",
+        weights_s,
+        "--data",
+        data_s,
+        "--classifier",
+        classifier_s,
+        "--per-class",
+        "2",
+        "--steps",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(text.contains("least accurate digit"), "{text}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["images"].as_str().unwrap()).collect();
+    assert_eq!(names[..2], ["real test digits", "real training digits"]);
+    assert!(names[2].contains("tiny.safetensors"), "{names:?}");
+    for row in &rows {
+        let scores = &row["scores"];
+        assert_eq!(scores["images"], 20);
+        assert!(scores["fid"].as_f64().unwrap().is_finite(), "{row}");
+        // Two images of every digit: the overall accuracy is the mean of the ten.
+        let per_digit: Vec<f64> = scores["class_accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_f64().expect("every digit has images"))
+            .collect();
+        assert_eq!(per_digit.len(), 10);
+        assert!(
+            per_digit.iter().all(|a| [0.0, 0.5, 1.0].contains(a)),
+            "{row}"
+        );
+        let mean = per_digit.iter().sum::<f64>() / 10.0;
+        assert!(
+            (scores["accuracy"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{row}"
+        );
+    }
+}

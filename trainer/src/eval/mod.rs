@@ -27,6 +27,9 @@ pub struct Scores {
     pub images: usize,
     /// Share of images the classifier puts in their intended class.
     pub accuracy: f64,
+    /// The same for each class (digit 0 first), so a miss can be traced to the digits it
+    /// comes from; `None` for a class with no images.
+    pub class_accuracy: Vec<Option<f64>>,
     /// Fréchet distance to the real test set in the classifier's feature space.
     pub fid: f64,
 }
@@ -40,16 +43,32 @@ pub fn score<B: Backend>(
     reference: &fid::Gaussian,
 ) -> Scores {
     let (predictions, features) = classifier.predict(images);
-    let correct = predictions
-        .iter()
-        .zip(labels)
-        .filter(|(p, l)| p == l)
-        .count();
+    let (accuracy, class_accuracy) = accuracy(&predictions, labels, 10);
     Scores {
         images: labels.len(),
-        accuracy: correct as f64 / labels.len() as f64,
+        accuracy,
+        class_accuracy,
         fid: fid::frechet_distance(&fid::Gaussian::fit(&features), reference),
     }
+}
+
+/// The share of `predictions` equal to `labels`, overall and for each of `classes` classes.
+pub fn accuracy(
+    predictions: &[usize],
+    labels: &[usize],
+    classes: usize,
+) -> (f64, Vec<Option<f64>>) {
+    let mut counts = vec![(0usize, 0usize); classes]; // (correct, all) per class
+    for (&p, &l) in predictions.iter().zip(labels) {
+        counts[l].0 += usize::from(p == l);
+        counts[l].1 += 1;
+    }
+    let correct: usize = counts.iter().map(|c| c.0).sum();
+    let per_class = counts
+        .iter()
+        .map(|&(right, all)| (all > 0).then(|| right as f64 / all as f64))
+        .collect();
+    (correct as f64 / labels.len().max(1) as f64, per_class)
 }
 
 /// `per_class` real images of each digit, drawn from `data` with a fixed seed.
@@ -171,9 +190,25 @@ impl EvalReport {
             "{} per class, {} {} steps, guidance {}{guide}, seed {}; FID against the {} test digits\n",
             self.per_class, c.kind, c.steps, c.guidance, c.seed, self.reference_images
         );
-        out += &format!("{:<60} {:>9} {:>9}\n", "images", "accuracy", "FID");
+        out += &format!(
+            "{:<60} {:>9} {:>9}  {}\n",
+            "images", "accuracy", "FID", "least accurate digit"
+        );
         for (name, s) in &self.rows {
-            out += &format!("{name:<60} {:>8.2}% {:>9.3}\n", 100.0 * s.accuracy, s.fid);
+            let worst = s
+                .class_accuracy
+                .iter()
+                .enumerate()
+                .filter_map(|(digit, a)| a.map(|a| (digit, a)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(String::new(), |(digit, a)| {
+                    format!("{digit}: {:.1}%", 100.0 * a)
+                });
+            out += &format!(
+                "{name:<60} {:>8.2}% {:>9.3}  {worst}\n",
+                100.0 * s.accuracy,
+                s.fid
+            );
         }
         out
     }
@@ -267,4 +302,19 @@ pub fn evaluate(
         reference_images: test.len(),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accuracy;
+
+    #[test]
+    fn accuracy_counts_overall_and_per_class() {
+        // Class 0: 2 of 2 right; class 1: 1 of 3; class 2: no images.
+        let labels = [0, 0, 1, 1, 1];
+        let predictions = [0, 0, 1, 2, 0];
+        let (all, per_class) = accuracy(&predictions, &labels, 3);
+        assert_eq!(all, 3.0 / 5.0);
+        assert_eq!(per_class, [Some(1.0), Some(1.0 / 3.0), None]);
+    }
 }
