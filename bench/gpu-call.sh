@@ -21,7 +21,7 @@
 # export of the latest GPU run, the one the page's int8 file came from: session 16's). Files
 # unpacked into /tmp/g stay there while the machine stays warm, so a second call skips that.
 # Environment: SECONDS_LEFT (the call's time limit, 560; parts stop early enough to pack),
-# BUDGET (training seconds, 360), for `long` STEPS (3000), RESERVE (seconds kept for export,
+# BUDGET (training seconds, 360), for `long` STEPS (2700), RESERVE (seconds kept for export,
 # judging and packing, 60) and INIT (the weights a new run starts from: gpu-run/mnist-f16, else
 # the shipped int8 file), and for a dry run GPU_RUN, BACKENDS, BACKEND, QUICK, STUDY.
 set -u
@@ -109,7 +109,7 @@ long)
   init=${INIT:-$run/mnist-f16.safetensors}
   [ -f "$init" ] || init=www/weights/mnist.safetensors
   MODELS=mnist MNIST_INIT=$init DATA=$run/data/mnist \
-    CLASSIFIER=$run/classifier.mpk BUDGET=$left GRACE=0 FIXED_STEPS=${STEPS:-3000} \
+    CLASSIFIER=$run/classifier.mpk BUDGET=$left GRACE=0 FIXED_STEPS=${STEPS:-2700} \
     BATCH_M=${BATCH_M:-256} LR_M=${LR_M:-1e-3} DEADLINE=$(( ends - 35 )) \
     CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-500} STUDY="${STUDY-}" \
     bench/gpu-continue.sh "$work/long"
