@@ -263,10 +263,7 @@ pub fn bench(
     steps: usize,
     read_every: &[usize],
 ) -> Result<Vec<serde_json::Value>, String> {
-    if batch == 0 || steps == 0 {
-        return Err("the batch size and the number of steps must be positive".into());
-    }
-    set_kernel_choice(kernels);
+    checked(kernels, batch, steps)?;
     let results: Vec<(Option<usize>, Throughput)> = if sample {
         let task = SampleSteps {
             preset,
@@ -309,10 +306,7 @@ pub fn profile(
     warmup: usize,
     steps: usize,
 ) -> Result<serde_json::Value, String> {
-    if batch == 0 || steps == 0 {
-        return Err("the batch size and the number of steps must be positive".into());
-    }
-    set_kernel_choice(kernels);
+    checked(kernels, batch, steps)?;
     let task = ProfileSteps {
         preset,
         batch,
@@ -320,6 +314,15 @@ pub fn profile(
         steps,
     };
     Ok(tagged(&run_on(backend, task)?, "profile", backend, preset))
+}
+
+/// Refuses an empty timing, then applies `kernels` for the runs ahead.
+fn checked(kernels: KernelChoice, batch: usize, steps: usize) -> Result<(), String> {
+    if batch == 0 || steps == 0 {
+        return Err("the batch size and the number of steps must be positive".into());
+    }
+    set_kernel_choice(kernels);
+    Ok(())
 }
 
 /// `result` as JSON with what was timed: `kind`, `backend`, `own_kernels` (whether dit-web's own

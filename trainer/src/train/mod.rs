@@ -272,8 +272,11 @@ pub fn train<B: AutodiffBackend, D: Dataset>(
                 || due(config.checkpoint_every);
             let mut stop = false;
             if read_now {
-                let rows: Vec<(u64, f64)> = unread.iter().map(|&(s, lr, _)| (s, lr)).collect();
-                let values = step::StepStats::read_all(unread.drain(..).map(|u| u.2).collect());
+                let (rows, stats): (Vec<(u64, f64)>, Vec<_>) = unread
+                    .drain(..)
+                    .map(|(step, lr, stats)| ((step, lr), stats))
+                    .unzip();
+                let values = step::StepStats::read_all(stats);
                 let now = Instant::now();
                 // The device's time for these steps, shared out evenly.
                 let images_per_sec =
