@@ -33,7 +33,8 @@ enum Command {
     /// Train a preset on a dataset into a run folder (checkpoints, metrics.jsonl, run.json).
     ///
     /// Ctrl-C (or SIGTERM) stops after the step in flight with a checkpoint there, which
-    /// `--resume` continues from (exit status 130); a second Ctrl-C ends it at once.
+    /// `--resume` continues from (exit status 130); a second Ctrl-C (a second or more after the
+    /// first) ends it at once.
     Train(Box<TrainArgs>),
     /// Generate one PNG per label (NNNN_label-<name>.png) plus grid.png.
     Generate(GenerateArgs),
@@ -549,16 +550,32 @@ struct Stopped {
     run: String,
 }
 
-/// A flag that Ctrl-C or SIGTERM raises. The first signal only raises it; a second one, with
-/// the flag already up, ends the process at once (exit status 130).
+/// A flag that Ctrl-C or SIGTERM raises. A second signal ends the process at once (exit status
+/// 130), but only one that comes at least a second after the first: GNU `timeout` and `kill 0`
+/// send theirs to the process and to its group, so one request can arrive twice in an instant.
 fn stop_flag() -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::{
+        consts::{SIGINT, SIGTERM},
+        iterator::Signals,
+    };
+    const REPEAT: std::time::Duration = std::time::Duration::from_secs(1);
     let flag = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        // The conditional exit first: it must see the flag before this signal raises it.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
-        signal_hook::flag::register(signal, Arc::clone(&flag))?;
-    }
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let raised = Arc::clone(&flag);
+    // Signals are read on a thread of their own, so the handler itself only wakes it.
+    std::thread::spawn(move || {
+        let mut first: Option<std::time::Instant> = None;
+        for _ in signals.forever() {
+            match first {
+                None => {
+                    first = Some(std::time::Instant::now());
+                    raised.store(true, Ordering::Relaxed);
+                }
+                Some(at) if at.elapsed() >= REPEAT => std::process::exit(130),
+                Some(_) => {}
+            }
+        }
+    });
     Ok(flag)
 }
 
