@@ -12,8 +12,9 @@
 #                                    # a machine kept warm (call again within 30 s): each call
 #                                    # resumes /tmp/g/long, trains until RESERVE s before its
 #                                    # end, exports; STUDY's cells judge (give them to the last);
-#                                    # the first call also times --read-every 1 against 20
-#                                    # and profiles a step (READ_AB=0: neither)
+#                                    # the first call also checks and times burn's fusion
+#                                    # when gpu-run/trainer-fusion.xz is there (READ_AB=1:
+#                                    # --read-every 1 against 20 and a profile as well)
 #   OUT=/tmp/dry GPU_RUN=... BACKENDS=cpu BACKEND=cpu QUICK=1 bash bench/gpu-call.sh ...  # here
 #
 # gpu-run/ holds trainer.xz (the stripped `--features cuda,wgpu` build), gl/*.deb (libvulkan1
@@ -92,10 +93,11 @@ long)
   # One schedule across calls: the trainer resumes $work/long/mnist when a checkpoint is there (a
   # machine still warm from the last call), else starts from INIT. `timeout`'s SIGTERM at the
   # budget's end makes it checkpoint the step in flight and stop (exit 130).
-  # First call only (no checkpoint yet): the trainer's step time reading the loss back every step
-  # against every 20 (the cuda default since session 18), alternating, in one process (~40 s),
-  # then a profile of the step (`trainer bench --profile`), all in read-every.jsonl.
-  if [ "${READ_AB:-1}" != 0 ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
+  # With READ_AB=1, first call only (no checkpoint yet): the trainer's step time reading the loss
+  # back every step against every 20 (the cuda default since session 18), alternating, in one
+  # process (~40 s), then a profile of the step (`trainer bench --profile`), all in
+  # read-every.jsonl. Session 19 measured both (docs/gpu-session19/), so it is off by default.
+  if [ "${READ_AB:-0}" != 0 ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
     timeout 90 "$TRAINER" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" \
       --warmup 10 --steps "${AB_STEPS:-30}" --read-every 1,20,1,20 > "$out/read-every.jsonl" 2> "$work/read-every.log"
     echo "read-every A/B: rc $?"; cat "$out/read-every.jsonl"
@@ -104,6 +106,47 @@ long)
       --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" >> "$out/read-every.jsonl" 2>> "$work/read-every.log"
     echo "profile: rc $?"; tail -1 "$out/read-every.jsonl"
   fi
+  # burn's fusion (gpu-run/trainer-fusion.xz, built with --features cuda,wgpu,burn/fusion), first
+  # call only: its gradients against the CPU's, its step time beside this binary's, and a
+  # profile, all in fusion.jsonl. Training uses it from then on (this call and the next, recorded
+  # in $work/train-binary) when the check passes and its step is at least 10 % shorter.
+  if [ -f "$run/trainer-fusion.xz" ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
+    [ -x "$work/trainer-fusion" ] || { xz -dc "$run/trainer-fusion.xz" > "$work/trainer-fusion"; chmod +x "$work/trainer-fusion"; }
+    timeout "${FUSION_CHECK_S:-150}" "$work/trainer-fusion" check-step --preset mnist --backend "${BACKEND:-cuda}" \
+      --reference cpu --batch-size 8 --json "$work/fusion-check.json" > "$work/fusion-check.log" 2>&1
+    check=$?
+    tail -2 "$work/fusion-check.log"
+    python3 - "$work/fusion-check.json" "$check" >> "$out/fusion.jsonl" <<'PY'
+import json, sys
+row = {"kind": "check-step", "build": "fusion", "rc": int(sys.argv[2])}
+try:
+    d = json.load(open(sys.argv[1]))
+    row.update(loss=d["loss"], grad_norm=d["grad_norm"],
+               worst_relative_gradient_error=max(p["relative"] for p in d["params"]))
+except (OSError, ValueError, KeyError):
+    pass
+print(json.dumps(row))
+PY
+    for build in plain fusion; do
+      bin=$TRAINER; [ "$build" = fusion ] && bin=$work/trainer-fusion
+      timeout 90 "$bin" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" \
+        --warmup 10 --steps "${AB_STEPS:-30}" 2>> "$work/fusion.log" | sed "s/^{/{\"build\":\"$build\",/" >> "$out/fusion.jsonl"
+    done
+    timeout 60 "$work/trainer-fusion" bench --profile --preset mnist --backend "${BACKEND:-cuda}" \
+      --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" 2>> "$work/fusion.log" |
+      sed 's/^{/{"build":"fusion",/' >> "$out/fusion.jsonl"
+    cat "$out/fusion.jsonl"
+    python3 - "$out/fusion.jsonl" "$work/trainer-fusion" "$TRAINER" > "$work/train-binary" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+check = next((r for r in rows if r.get("kind") == "check-step"), {})
+ms = {r["build"]: r["ms_per_step"] for r in rows if r.get("kind") == "train"}
+fast = "plain" in ms and "fusion" in ms and ms["fusion"] < 0.9 * ms["plain"]
+print(sys.argv[2] if check.get("rc") == 0 and fast else sys.argv[3])
+PY
+    echo "training with $(cat "$work/train-binary")"
+  fi
+  [ -s "$work/train-binary" ] && TRAINER=$(cat "$work/train-binary")
   left=$(( ends - ${RESERVE:-60} - $(date +%s) ))
   [ "$left" -gt 30 ] || { echo "no time to train: $left s" >&2; exit 1; }
   init=${INIT:-$run/mnist-f16.safetensors}

@@ -63,8 +63,10 @@ for r in "${runs[@]}"; do
   echo "$1: batch $2, lr $3, from $4, for $budget s"
   if [ -n "${FIXED_STEPS:-}" ]; then length=(--steps "$FIXED_STEPS" --resume)
   else length=(--steps "${MAX_STEPS:-100000}" --time-budget "$budget"); fi
+  # --foreground: the SIGTERM goes to the trainer once (without it GNU timeout also signals its
+  # process group, and a trainer older than 89fedcf took the repeat for a second Ctrl-C).
   ( t0=$(date +%s)
-    timeout --preserve-status $(( budget + ${GRACE:-90} )) "$TRAINER" train --preset "$1" --label-dropout 0.1 \
+    timeout --foreground --preserve-status $(( budget + ${GRACE:-90} )) "$TRAINER" train --preset "$1" --label-dropout 0.1 \
       --backend "$backend" --data "$DATA" --run "$out/$1" "${length[@]}" \
       --batch-size "$2" --lr "$3" --warmup "$warmup" --ema-warmup \
       --grad-clip 1.0 --checkpoint-every "${CHECKPOINT_EVERY:-200}" --keep-every 1000000 \
