@@ -109,7 +109,8 @@ long)
   # burn's fusion (gpu-run/trainer-fusion.xz, built with --features cuda,wgpu,burn/fusion), first
   # call only: its gradients against the CPU's, its step time beside this binary's, and a
   # profile, all in fusion.jsonl. Training uses it from then on (this call and the next, recorded
-  # in $work/train-binary) when the check passes and its step is at least 10 % shorter.
+  # in $work/train-binary) when the check passes and its step is at least 10 % shorter, for a
+  # schedule as much longer as its step is shorter.
   if [ -f "$run/trainer-fusion.xz" ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
     [ -x "$work/trainer-fusion" ] || { xz -dc "$run/trainer-fusion.xz" > "$work/trainer-fusion"; chmod +x "$work/trainer-fusion"; }
     timeout "${FUSION_CHECK_S:-150}" "$work/trainer-fusion" check-step --preset mnist --backend "${BACKEND:-cuda}" \
@@ -136,17 +137,22 @@ PY
       --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" 2>> "$work/fusion.log" |
       sed 's/^{/{"build":"fusion",/' >> "$out/fusion.jsonl"
     cat "$out/fusion.jsonl"
-    python3 - "$out/fusion.jsonl" "$work/trainer-fusion" "$TRAINER" > "$work/train-binary" <<'PY'
+    # The schedule grows with the speed: STEPS is for the plain binary's step time.
+    python3 - "$out/fusion.jsonl" "$work/trainer-fusion" "$TRAINER" "${STEPS:-2700}" > "$work/train-binary" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 check = next((r for r in rows if r.get("kind") == "check-step"), {})
 ms = {r["build"]: r["ms_per_step"] for r in rows if r.get("kind") == "train"}
 fast = "plain" in ms and "fusion" in ms and ms["fusion"] < 0.9 * ms["plain"]
-print(sys.argv[2] if check.get("rc") == 0 and fast else sys.argv[3])
+steps = int(sys.argv[4])
+if check.get("rc") == 0 and fast:
+    print(sys.argv[2], round(steps * ms["plain"] / ms["fusion"] / 100) * 100)
+else:
+    print(sys.argv[3], steps)
 PY
-    echo "training with $(cat "$work/train-binary")"
+    echo "training with: $(cat "$work/train-binary") (binary, steps)"
   fi
-  [ -s "$work/train-binary" ] && TRAINER=$(cat "$work/train-binary")
+  if [ -s "$work/train-binary" ]; then read -r TRAINER STEPS < "$work/train-binary"; export TRAINER; fi
   left=$(( ends - ${RESERVE:-60} - $(date +%s) ))
   [ "$left" -gt 30 ] || { echo "no time to train: $left s" >&2; exit 1; }
   init=${INIT:-$run/mnist-f16.safetensors}
