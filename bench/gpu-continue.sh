@@ -26,7 +26,8 @@
 # www/weights/mnist.safetensors, int8, as mnist-cpu started in session 12), CPU_INIT (default
 # www/weights/mnist-cpu.safetensors), BATCH_M / BATCH_S (256 / 256), LR_M / LR_S (6e-4 / 1e-3),
 # WARMUP (100 steps), MAX_STEPS (the most steps either run may take, 100000), SAMPLE_EVERY
-# (steps between sample grids, 400), SEED (2), PER_CLASS (100), STUDY ("sampler steps guidance
+# (steps between sample grids, 400), SEED (the training seed, 2), EVAL_SEED (the judge's noise
+# seed, 0), PER_CLASS (100), STUDY ("sampler steps guidance
 # files [lo,hi]; ..." as in bench/gpu-quality.sh, where M is the new `mnist` int8 file, F its
 # f16 file, I its int4 file (group 32), S the new `mnist-cpu` int8 file, O and P the shipped
 # `mnist` and `mnist-cpu` files; set but empty: no judging), FIXED_STEPS (above), READ_EVERY
@@ -123,6 +124,7 @@ cells() {  # the cells whose files include one of the letters in $1
     name=$1-$2-g$3${5:+-t${5/,/-}}-${4//,/}
     SAMPLER=$1 SAMPLER_STEPS=$2 GUIDANCES=$3 CFG_INTERVAL=${5:-} WEIGHTS="${files[*]}" BATCH=1000 \
       PER_CLASS=${PER_CLASS:-100} BACKEND=$backend TRAINER=$TRAINER DATA=$DATA CLASSIFIER=$CLASSIFIER \
+      SEED=${EVAL_SEED:-0} \
       DEADLINE=$deadline "$root/bench/gpu-eval.sh" "$out/study/$name" > "$out/study/$name.log" 2>&1
     echo "$name: $(tail -n "${#files[@]}" "$out/study/$name.log" | tr -s ' ' | tr '\n' ';')"
   done

@@ -14,7 +14,8 @@
 # `trainer classifier` file; trained into OUT first when absent, about a minute on 16 cores), F16
 # (the large model's f16 export; default ../shared/runs/mnist-h200/mnist-f16.safetensors), WEIGHTS
 # (the weight files to score, space-separated, instead of the list above), DEADLINE (a time in
-# seconds since 1970 after which no eval runs; one still running then is stopped).
+# seconds since 1970 after which no eval runs; one still running then is stopped), SEED (the
+# noise's seed, 0).
 # Writes OUT/eval-cfgG.json per guidance and OUT/eval-sweep.json (all rows, tagged).
 set -eu
 out=${1:?usage: bench/gpu-eval.sh OUT_DIR}
@@ -28,6 +29,7 @@ guidances=${GUIDANCES:-1 2 3 5}
 batch=${BATCH:-200}
 sampler=${SAMPLER:-dpm++}
 steps=${SAMPLER_STEPS:-20}
+seed=${SEED:-0}
 interval=()
 [ -n "${CFG_INTERVAL:-}" ] && interval=(--cfg-interval "$CFG_INTERVAL")
 f16=${F16:-$root/../shared/runs/mnist-h200/mnist-f16.safetensors}
@@ -66,7 +68,7 @@ for g in $guidances; do
   if [ "$left" -lt 20 ]; then echo "guidance $g: skipped, out of time"; continue; fi
   timeout "$left" "$trainer" eval --weights "${weights[@]}" --data "$data" \
     --classifier "$classifier" --sampler "$sampler" --steps "$steps" --cfg "$g" "${interval[@]}" \
-    --per-class "$per_class" --batch "$batch" \
+    --per-class "$per_class" --batch "$batch" --seed "$seed" \
     --backend "$backend" --json "$out/eval-cfg$g.json" > "$out/eval-cfg$g.log" 2>&1 ||
     echo "guidance $g: failed or stopped (rc $?)"
   cat "$out/eval-cfg$g.log"
