@@ -90,6 +90,12 @@ train)
   tar czf "$out/train.tar.gz" -C "$work/train" --exclude='*.safetensors' --exclude=checkpoints .
   ;;
 long)
+  # `trainer bench` of `mnist` at the training batch: at most $1 seconds of binary $2, then the
+  # rest of the arguments.
+  bench_mnist() {
+    local seconds=$1 bin=$2; shift 2
+    timeout "$seconds" "$bin" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" "$@"
+  }
   # One schedule across calls: the trainer resumes $work/long/mnist when a checkpoint is there (a
   # machine still warm from the last call), else starts from INIT. `timeout`'s SIGTERM at the
   # budget's end makes it checkpoint the step in flight and stop (exit 130).
@@ -98,12 +104,12 @@ long)
   # process (~40 s), then a profile of the step (`trainer bench --profile`), all in
   # read-every.jsonl. Session 19 measured both (docs/gpu-session19/), so it is off by default.
   if [ "${READ_AB:-0}" != 0 ] && [ ! -e "$work/long/mnist/checkpoints/latest" ]; then
-    timeout 90 "$TRAINER" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" \
-      --warmup 10 --steps "${AB_STEPS:-30}" --read-every 1,20,1,20 > "$out/read-every.jsonl" 2> "$work/read-every.log"
+    bench_mnist 90 "$TRAINER" --warmup 10 --steps "${AB_STEPS:-30}" --read-every 1,20,1,20 \
+      > "$out/read-every.jsonl" 2> "$work/read-every.log"
     echo "read-every A/B: rc $?"; cat "$out/read-every.jsonl"
     # Where a step's time goes: each phase alone between device synchronisations (~20 s).
-    timeout 60 "$TRAINER" bench --profile --preset mnist --backend "${BACKEND:-cuda}" \
-      --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" >> "$out/read-every.jsonl" 2>> "$work/read-every.log"
+    bench_mnist 60 "$TRAINER" --profile --warmup 3 --steps "${PROFILE_STEPS:-10}" \
+      >> "$out/read-every.jsonl" 2>> "$work/read-every.log"
     echo "profile: rc $?"; tail -1 "$out/read-every.jsonl"
   fi
   # burn's fusion (gpu-run/trainer-fusion.xz, built with --features cuda,wgpu,burn/fusion), first
@@ -130,11 +136,10 @@ print(json.dumps(row))
 PY
     for build in plain fusion; do
       bin=$TRAINER; [ "$build" = fusion ] && bin=$work/trainer-fusion
-      timeout 90 "$bin" bench --preset mnist --backend "${BACKEND:-cuda}" --batch-size "${BATCH_M:-256}" \
-        --warmup 10 --steps "${AB_STEPS:-30}" 2>> "$work/fusion.log" | sed "s/^{/{\"build\":\"$build\",/" >> "$out/fusion.jsonl"
+      bench_mnist 90 "$bin" --warmup 10 --steps "${AB_STEPS:-30}" 2>> "$work/fusion.log" |
+        sed "s/^{/{\"build\":\"$build\",/" >> "$out/fusion.jsonl"
     done
-    timeout 60 "$work/trainer-fusion" bench --profile --preset mnist --backend "${BACKEND:-cuda}" \
-      --batch-size "${BATCH_M:-256}" --warmup 3 --steps "${PROFILE_STEPS:-10}" 2>> "$work/fusion.log" |
+    bench_mnist 60 "$work/trainer-fusion" --profile --warmup 3 --steps "${PROFILE_STEPS:-10}" 2>> "$work/fusion.log" |
       sed 's/^{/{"build":"fusion",/' >> "$out/fusion.jsonl"
     cat "$out/fusion.jsonl"
     # The schedule grows with the speed: STEPS is for the plain binary's step time.
