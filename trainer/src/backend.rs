@@ -10,6 +10,7 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use dit_web::generate::Batches;
 
 /// Where a command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,9 +33,27 @@ impl BackendChoice {
     /// queue the next steps while the device runs (about 1-4 s of training at the reference's
     /// batch sizes on an H200).
     pub fn default_read_every(self) -> u64 {
+        if self.is_cpu() {
+            1
+        } else {
+            20
+        }
+    }
+
+    /// Whether it computes on the CPU: there a large generation request runs its batches side by
+    /// side (see `dit_web::generate::Batches`).
+    pub fn is_cpu(self) -> bool {
         match self {
-            Self::Cuda | Self::Wgpu => 20,
-            Self::Cpu | Self::Ndarray | Self::Candle => 1,
+            Self::Cpu | Self::Ndarray | Self::Candle => true,
+            Self::Cuda | Self::Wgpu => false,
+        }
+    }
+
+    /// How a request of `max` images per network call is split on this backend.
+    pub fn batches(self, max: usize) -> Batches {
+        Batches {
+            max,
+            parallel: self.is_cpu(),
         }
     }
 }

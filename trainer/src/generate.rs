@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::SamplerConfig;
-use dit_web::generate::{generate_pngs, GenerateError};
+use dit_web::generate::{generate_pngs, Batches, GenerateError};
 
 use crate::backend::{run_on, BackendChoice, OnBackend};
 use crate::run_dir::RunDir;
@@ -19,7 +19,7 @@ pub enum Weights<'a> {
 }
 
 /// Writes one PNG per label and a grid into `out` (see [`generate_pngs`]), `batch` images per
-/// network call; returns the paths.
+/// network call (batches side by side on the CPU); returns the paths.
 pub fn generate(
     weights: Weights,
     guide: Option<&Path>,
@@ -43,7 +43,7 @@ pub fn generate(
         guide: Option<&'a [u8]>,
         labels: &'a [String],
         sampler: &'a SamplerConfig,
-        batch: usize,
+        batches: Batches,
         out: &'a Path,
     }
     impl OnBackend for Task<'_> {
@@ -54,7 +54,7 @@ pub fn generate(
                 self.guide,
                 self.labels,
                 self.sampler,
-                self.batch,
+                self.batches,
                 self.out,
                 &device,
             )
@@ -65,7 +65,7 @@ pub fn generate(
         guide: guide.as_deref(),
         labels,
         sampler,
-        batch,
+        batches: backend.batches(batch),
         out,
     };
     Ok(run_on(backend, task)??)

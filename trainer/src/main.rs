@@ -395,7 +395,8 @@ struct SamplerArgs {
     guide_weights: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Images per network call: larger requests run as several batches with the same images.
+    /// Images per network call: larger requests run as several batches with the same images,
+    /// side by side (one per core) on the CPU backends.
     #[arg(long, default_value_t = dit_web::generate::DEFAULT_BATCH, value_parser = parse_positive)]
     batch: usize,
     /// Where the network runs.

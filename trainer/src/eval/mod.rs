@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
-use dit_web::generate::{load_guide, sample_batched_guided, GenerateError};
+use dit_web::generate::{load_guide, sample_batched_guided, Batches, GenerateError};
 use dit_web::model::Dit;
 use dit_web::weights::WeightFile;
 use serde::Serialize;
@@ -94,7 +94,7 @@ pub fn real_images(data: &Mnist, per_class: usize, seed: u64) -> (Vec<f32>, Vec<
     (images, labels)
 }
 
-/// Generates `per_class` images of every class, `batch` per network call, calling
+/// Generates `per_class` images of every class, split into `batches`, calling
 /// `progress(done)` after each batch. Image `i` (class `i / per_class`) uses noise stream `i` of
 /// the seed, whatever the batch size.
 pub fn generate_per_class<B: Backend>(
@@ -103,14 +103,14 @@ pub fn generate_per_class<B: Backend>(
     schedule: &NoiseSchedule,
     config: &SamplerConfig,
     per_class: usize,
-    batch: usize,
-    progress: impl FnMut(usize),
+    batches: Batches,
+    progress: impl FnMut(usize) + Send,
 ) -> Result<(Vec<f32>, Vec<usize>), GenerateError> {
     let classes = model.config().num_classes;
     let labels: Vec<usize> = (0..classes)
         .flat_map(|c| std::iter::repeat_n(c, per_class))
         .collect();
-    let images = sample_batched_guided(model, guide, schedule, &labels, config, batch, progress)?;
+    let images = sample_batched_guided(model, guide, schedule, &labels, config, batches, progress)?;
     Ok((images, labels))
 }
 
@@ -121,11 +121,11 @@ pub struct PerClass<'a, F> {
     pub guide: Option<&'a [u8]>,
     pub config: &'a SamplerConfig,
     pub per_class: usize,
-    pub batch: usize,
+    pub batches: Batches,
     pub progress: F,
 }
 
-impl<F: FnMut(usize)> OnBackend for PerClass<'_, F> {
+impl<F: FnMut(usize) + Send> OnBackend for PerClass<'_, F> {
     type Output = Result<(Vec<f32>, Vec<usize>), GenerateError>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let (model, meta) =
@@ -141,7 +141,7 @@ impl<F: FnMut(usize)> OnBackend for PerClass<'_, F> {
             &schedule,
             self.config,
             self.per_class,
-            self.batch,
+            self.batches,
             self.progress,
         )
     }
@@ -234,7 +234,7 @@ impl EvalReport {
 /// each model's generation (`model` indexes `request.weights`).
 pub fn evaluate(
     request: &EvalRequest,
-    mut progress: impl FnMut(usize, usize, usize),
+    mut progress: impl FnMut(usize, usize, usize) + Send,
 ) -> Result<EvalReport, Box<dyn std::error::Error>> {
     let device = Default::default();
     let classifier = Classifier::<Cpu>::load(request.classifier, &device)?;
@@ -282,7 +282,7 @@ pub fn evaluate(
             guide: guide.as_deref(),
             config: &request.sampler,
             per_class: request.per_class,
-            batch: request.batch,
+            batches: request.backend.batches(request.batch),
             progress: |done| progress(index, done, total),
         };
         let (images, labels) = run_on(request.backend, task)??;
