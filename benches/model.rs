@@ -1,11 +1,12 @@
 //! `cargo bench`: one forward pass of the MNIST presets and one sampler step, on burn's ndarray
-//! CPU backend (the native CPU path; browser figures come from www/bench.html).
+//! CPU backend, and a request of many digits split into batches on burn-flex (the trainer's CPU
+//! backend); browser figures come from www/bench.html.
 
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, Sampler, SamplerConfig};
-use dit_web::generate::Denoiser;
+use dit_web::generate::{sample_batched_guided, Batches, Denoiser};
 use dit_web::Preset;
 
 type B = NdArray<f32>;
@@ -72,5 +73,45 @@ fn sampler_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, sampler_step);
+/// A request of 64 digits (`mnist-cpu`, DDPM 5 steps, guidance 2) on burn-flex, as `trainer
+/// generate` and `trainer eval` run it on the CPU: batches of 8, 16 or 32 images, one after another
+/// or side by side on rayon's threads.
+fn sample_batched(c: &mut Criterion) {
+    use burn_flex::{Flex, FlexDevice};
+    let preset = Preset::mnist_cpu();
+    let model = preset.model.init::<Flex>(&FlexDevice);
+    let schedule = NoiseSchedule::new(&preset.schedule);
+    let config = SamplerConfig {
+        kind: dit_web::diffusion::SamplerKind::Ddpm,
+        steps: 5,
+        guidance: 2.0,
+        ..Default::default()
+    };
+    let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    let mut group = c.benchmark_group("sample_batched");
+    group.sample_size(10);
+    for max in [8, 16, 32] {
+        for parallel in [false, true] {
+            let how = if parallel { "side-by-side" } else { "in-turn" };
+            let batches = Batches { max, parallel };
+            group.bench_function(format!("mnist-cpu/64-digits/batch{max}/{how}"), |b| {
+                b.iter(|| {
+                    sample_batched_guided(
+                        &model,
+                        None,
+                        &schedule,
+                        &labels,
+                        &config,
+                        batches,
+                        |_| {},
+                    )
+                    .unwrap()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, sampler_step, sample_batched);
 criterion_main!(benches);
