@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::diffusion::{SamplerConfig, SamplerKind};
+use crate::diffusion::{DdpmVariance, SamplerConfig, SamplerKind};
 
 /// Most images one request may ask for (memory grows with it). The page reads this limit from
 /// the wasm module (`maxBatch()`), so there is one source.
@@ -102,6 +102,7 @@ impl Request {
             guidance_interval: self.cfg_interval,
             autoguidance: 1.0,
             clip_x0: false,
+            ddpm_variance: DdpmVariance::Small,
             seed: self.seed as u64,
         })
     }

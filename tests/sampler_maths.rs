@@ -1,7 +1,9 @@
 //! The samplers checked without a trained network: for data from a known distribution the
 //! exact noise predictor E[eps | x_t] is closed-form, so each sampler must reproduce the data.
 
-use dit_web::diffusion::{NoiseRng, NoiseSchedule, Sampler, SamplerConfig, SamplerKind};
+use dit_web::diffusion::{
+    DdpmVariance, NoiseRng, NoiseSchedule, Sampler, SamplerConfig, SamplerKind,
+};
 use dit_web::{Convention, ScheduleConfig};
 
 fn schedule(t: usize, convention: Convention) -> NoiseSchedule {
@@ -156,6 +158,75 @@ fn stochastic_ddim_also_reproduces_a_gaussian() {
 }
 
 #[test]
+fn ddim_at_eta_1_takes_ddpm_steps() {
+    // DDIM's mean with sigma = sqrt(beta-tilde) is the DDPM posterior's mean, and both draw their
+    // noise from the same streams, so eta between 0 and 1 runs from the ODE to DDPM.
+    let schedule = schedule(400, Convention::Standard);
+    let x_t = prior(&schedule, &two_point_data(2000, 0.8, 0.7, 6), 6);
+    let eps = two_point_eps(0.8, 0.7);
+    let ddpm = run(&schedule, &config(SamplerKind::Ddpm, 20), x_t.clone(), &eps);
+    let ddim = SamplerConfig {
+        eta: 1.0,
+        ..config(SamplerKind::Ddim, 20)
+    };
+    let ddim = run(&schedule, &ddim, x_t, &eps);
+    let worst = ddpm
+        .iter()
+        .zip(&ddim)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "DDPM and DDIM(eta 1) differ by {worst}");
+}
+
+#[test]
+fn ddpm_with_the_large_variance_reproduces_a_gaussian_and_ends_clean() {
+    let (mu, s) = (0.3, 0.5);
+    let schedule = schedule(400, Convention::Standard);
+    let ddpm = |steps, ddpm_variance| SamplerConfig {
+        ddpm_variance,
+        ..config(SamplerKind::Ddpm, steps)
+    };
+    // Over every timestep the two bounds differ little per step: both reproduce the data.
+    let x_t = prior(&schedule, &gaussian_data(N, mu, s, 5), 5);
+    let large = ddpm(0, DdpmVariance::Large);
+    let (m, sd) = mean_std(&run(&schedule, &large, x_t.clone(), &gaussian_eps(mu, s)));
+    assert!(
+        (m - mu).abs() < 0.015 && (sd - s).abs() < 0.015,
+        "mean {m} std {sd}"
+    );
+    // On 20 large steps the posterior's variance leaves the samples too narrow (std 0.42 of
+    // 0.5: each step's x0 is a mean, and its uncertainty is not added back); the upper bound
+    // adds more noise and lands nearer (0.53).
+    let spread = |variance| {
+        let out = run(
+            &schedule,
+            &ddpm(20, variance),
+            x_t.clone(),
+            &gaussian_eps(mu, s),
+        );
+        mean_std(&out).1
+    };
+    let (small_sd, large_sd) = (spread(DdpmVariance::Small), spread(DdpmVariance::Large));
+    assert!(
+        large_sd > small_sd + 0.01 && (large_sd - s).abs() < (small_sd - s).abs(),
+        "std small {small_sd}, large {large_sd}"
+    );
+    // Data at one point: the exact predictor gives x0 = mu at every step, and the last step,
+    // which adds no noise with either variance, must return it (its beta would add 0.01).
+    let out = run(
+        &schedule,
+        &ddpm(20, DdpmVariance::Large),
+        x_t,
+        &gaussian_eps(mu, 0.0),
+    );
+    let worst = out
+        .iter()
+        .map(|&x| (x as f64 - mu).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-5, "an output {worst} away from the data");
+}
+
+#[test]
 fn every_sampler_reproduces_a_two_point_mixture() {
     let (m, p) = (0.8, 0.7);
     let schedule = schedule(400, Convention::Standard);
@@ -294,6 +365,14 @@ fn noise_is_standard_normal_and_reproducible() {
     let mut other_stream = vec![0f32; 100];
     NoiseRng::new(5, 1).fill_normal(&mut other_stream);
     assert_ne!(other_stream, noise(100, 5));
+}
+
+#[test]
+fn ddpm_variances_parse() {
+    assert_eq!("small".parse(), Ok(DdpmVariance::Small));
+    assert_eq!("large".parse(), Ok(DdpmVariance::Large));
+    let err = "huge".parse::<DdpmVariance>().unwrap_err();
+    assert!(err.contains("small or large"), "{err}");
 }
 
 #[test]

@@ -10,5 +10,5 @@ pub mod sampler;
 pub mod schedule;
 
 pub use noise::{NoiseRng, NoiseState};
-pub use sampler::{Sampler, SamplerConfig, SamplerKind, StepInfo};
+pub use sampler::{DdpmVariance, Sampler, SamplerConfig, SamplerKind, StepInfo};
 pub use schedule::NoiseSchedule;

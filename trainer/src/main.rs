@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use dit_web::diffusion::{SamplerConfig, SamplerKind};
+use dit_web::diffusion::{DdpmVariance, SamplerConfig, SamplerKind};
 use dit_web::weights::Quantization;
 use dit_web::{Conditioning, Flavour, Preset};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -369,6 +369,9 @@ struct SamplerArgs {
     sampler: SamplerKind,
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// DDIM's noise level: 0 deterministic, 1 the noise of DDPM's ancestral steps.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_eta)]
+    eta: f64,
     /// Classifier-free guidance scale (1 = off).
     #[arg(long, default_value_t = 1.0)]
     cfg: f32,
@@ -379,6 +382,9 @@ struct SamplerArgs {
     /// Clamp each step's prediction of the clean image to [-1, 1] (static thresholding).
     #[arg(long)]
     clip_x0: bool,
+    /// DDPM's step variance: small (the posterior's, beta-tilde) or large (the step's beta).
+    #[arg(long, default_value = "small")]
+    ddpm_variance: DdpmVariance,
     /// Autoguidance scale (1 = off; needs --guide-weights): every step moves (A - 1) times the
     /// difference between the model's and the guiding model's conditional predictions further
     /// from the guiding one. Combines with --cfg.
@@ -409,12 +415,13 @@ impl SamplerArgs {
         SamplerConfig {
             kind: self.sampler,
             steps: self.steps,
+            eta: self.eta,
             guidance: self.cfg,
             guidance_interval: self.cfg_interval,
             autoguidance: self.autoguidance,
             clip_x0: self.clip_x0,
+            ddpm_variance: self.ddpm_variance,
             seed: self.seed,
-            ..Default::default()
         }
     }
 }
@@ -496,6 +503,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+fn parse_eta(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(eta) if (0.0..=1.0).contains(&eta) => Ok(eta),
+        _ => Err(format!("`{s}` is not a number in 0..=1")),
     }
 }
 

@@ -362,7 +362,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 15] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -457,6 +457,22 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
                 "2",
             ],
             "--guide-weights",
+        ),
+        (
+            &[
+                "generate",
+                "--labels",
+                "1",
+                "--sampler",
+                "ddim",
+                "--eta",
+                "1.5",
+            ],
+            "`1.5` is not a number in 0..=1",
+        ),
+        (
+            &["generate", "--labels", "1", "--ddpm-variance", "huge"],
+            "expected small or large",
         ),
         (
             &[
