@@ -674,7 +674,10 @@ fn classifier_and_eval_score_a_model_per_digit() {
         "--json",
         json.to_str().unwrap(),
     ]));
-    assert!(text.contains("least accurate digit"), "{text}");
+    assert!(
+        text.contains("precision") && text.contains("least accurate digit"),
+        "{text}"
+    );
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["images"].as_str().unwrap()).collect();
@@ -684,6 +687,10 @@ fn classifier_and_eval_score_a_model_per_digit() {
         let scores = &row["scores"];
         assert_eq!(scores["images"], 20);
         assert!(scores["fid"].as_f64().unwrap().is_finite(), "{row}");
+        for share in ["precision", "recall"] {
+            let v = scores[share].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{share}: {row}");
+        }
         // Two images of every digit: the overall accuracy is the mean of the ten.
         let per_digit: Vec<f64> = scores["class_accuracy"]
             .as_array()

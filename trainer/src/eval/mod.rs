@@ -1,10 +1,12 @@
 //! Sample quality for MNIST: a classifier the trainer trains itself ([`classifier`]) scores
 //! generated digits by class-conditional accuracy and by the Fréchet distance between its
 //! penultimate-layer features of generated and real test digits ([`fid`]), next to the same
-//! figures for real training digits (the ceiling).
+//! figures for real training digits (the ceiling); [`precision_recall`] splits the distance into
+//! realism and variety.
 
 pub mod classifier;
 pub mod fid;
+pub mod precision_recall;
 
 use std::path::{Path, PathBuf};
 
@@ -32,23 +34,36 @@ pub struct Scores {
     pub class_accuracy: Vec<Option<f64>>,
     /// Fréchet distance to the real test set in the classifier's feature space.
     pub fid: f64,
+    /// Share of the images inside the manifold of as many real test digits (realism).
+    pub precision: f64,
+    /// Share of those real digits inside the images' manifold (variety).
+    pub recall: f64,
 }
 
-/// Scores images `[n * 784]` in [-1, 1] meant to be of classes `labels`, against the test set's
-/// feature statistics.
+/// What images are scored against: the test set's feature statistics (FID) and the features of
+/// a sample of test digits as large as the scored sets (precision and recall).
+pub struct Reference {
+    pub gaussian: fid::Gaussian,
+    pub sample: Vec<Vec<f32>>,
+}
+
+/// Scores images `[n * 784]` in [-1, 1] meant to be of classes `labels`.
 pub fn score<B: Backend>(
     classifier: &Classifier<B>,
     images: &[f32],
     labels: &[usize],
-    reference: &fid::Gaussian,
+    reference: &Reference,
 ) -> Scores {
     let (predictions, features) = classifier.predict(images);
     let (accuracy, class_accuracy) = accuracy(&predictions, labels, 10);
+    let (precision, recall) = precision_recall::precision_recall(&reference.sample, &features);
     Scores {
         images: labels.len(),
         accuracy,
         class_accuracy,
-        fid: fid::frechet_distance(&fid::Gaussian::fit(&features), reference),
+        fid: fid::frechet_distance(&fid::Gaussian::fit(&features), &reference.gaussian),
+        precision,
+        recall,
     }
 }
 
@@ -70,6 +85,9 @@ pub fn accuracy(
         .collect();
     (correct as f64 / labels.len().max(1) as f64, per_class)
 }
+
+/// The seed of the test digits precision and recall compare with.
+const PR_REFERENCE_SEED: u64 = 1_000_003;
 
 /// `per_class` real images of each digit, drawn from `data` with a fixed seed.
 pub fn real_images(data: &Mnist, per_class: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
@@ -191,8 +209,8 @@ impl EvalReport {
             self.per_class, c.kind, c.steps, c.guidance, c.seed, self.reference_images
         );
         out += &format!(
-            "{:<60} {:>9} {:>9}  {}\n",
-            "images", "accuracy", "FID", "least accurate digit"
+            "{:<60} {:>9} {:>9} {:>9} {:>7}  {}\n",
+            "images", "accuracy", "FID", "precision", "recall", "least accurate digit"
         );
         for (name, s) in &self.rows {
             let worst = s
@@ -205,9 +223,11 @@ impl EvalReport {
                     format!("{digit}: {:.1}%", 100.0 * a)
                 });
             out += &format!(
-                "{name:<60} {:>8.2}% {:>9.3}  {worst}\n",
+                "{name:<60} {:>8.2}% {:>9.3} {:>9.3} {:>7.3}  {worst}\n",
                 100.0 * s.accuracy,
-                s.fid
+                s.fid,
+                s.precision,
+                s.recall
             );
         }
         out
@@ -248,7 +268,12 @@ pub fn evaluate(
         .map(|path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))
         .transpose()?;
     let (_, test_features) = classifier.predict(&test_images);
-    let reference = fid::Gaussian::fit(&test_features);
+    // The precision/recall sample has a seed of its own, so every eval seed meets the same one.
+    let (sample, _) = real_images(&test, request.per_class, PR_REFERENCE_SEED);
+    let reference = Reference {
+        gaussian: fid::Gaussian::fit(&test_features),
+        sample: classifier.predict(&sample).1,
+    };
 
     // The ceiling: real digits through the same scoring. Test digits were never seen by the
     // classifier (a fair accuracy) but are part of the FID reference (an optimistic FID);
