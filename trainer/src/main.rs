@@ -56,9 +56,9 @@ enum Command {
     },
     /// Train the MNIST classifier that `eval` scores with (a small CNN on shifted digits).
     Classifier(ClassifierArgs),
-    /// Score a model: K generated images per digit, class-conditional accuracy and FID in the
-    /// classifier's feature space against the real test set, beside the same figures for real
-    /// test and training digits (the ceiling).
+    /// Score a model: K generated images per digit, class-conditional accuracy, and FID,
+    /// precision and recall in the classifier's feature space against the real test set, beside
+    /// the same figures for real test and training digits (the ceiling).
     Eval(EvalArgs),
     /// Convert a reference PyTorch DiT checkpoint (torch.save dict with model_state, ema_state,
     /// model_args, step) into a weight file.
