@@ -40,11 +40,11 @@ pub struct Scores {
     pub recall: f64,
 }
 
-/// What images are scored against: the test set's feature statistics (FID) and the features of
+/// What images are scored against: the test set's feature statistics (FID) and the manifold of
 /// a sample of test digits as large as the scored sets (precision and recall).
 pub struct Reference {
     pub gaussian: fid::Gaussian,
-    pub sample: Vec<Vec<f32>>,
+    pub sample: precision_recall::Manifold,
 }
 
 /// Scores images `[n * 784]` in [-1, 1] meant to be of classes `labels`.
@@ -56,12 +56,13 @@ pub fn score<B: Backend>(
 ) -> Scores {
     let (predictions, features) = classifier.predict(images);
     let (accuracy, class_accuracy) = accuracy(&predictions, labels, 10);
-    let (precision, recall) = precision_recall::precision_recall(&reference.sample, &features);
+    let fid = fid::frechet_distance(&fid::Gaussian::fit(&features), &reference.gaussian);
+    let (precision, recall) = precision_recall::precision_recall(&reference.sample, features);
     Scores {
         images: labels.len(),
         accuracy,
         class_accuracy,
-        fid: fid::frechet_distance(&fid::Gaussian::fit(&features), &reference.gaussian),
+        fid,
         precision,
         recall,
     }
@@ -272,7 +273,7 @@ pub fn evaluate(
     let (sample, _) = real_images(&test, request.per_class, PR_REFERENCE_SEED);
     let reference = Reference {
         gaussian: fid::Gaussian::fit(&test_features),
-        sample: classifier.predict(&sample).1,
+        sample: precision_recall::Manifold::new(classifier.predict(&sample).1),
     };
 
     // The ceiling: real digits through the same scoring. Test digits were never seen by the

@@ -10,14 +10,54 @@ use rayon::prelude::*;
 /// The paper's neighbourhood size.
 pub const K: usize = 3;
 
-/// `(precision, recall)` of `generated` against `real` feature vectors (each set at least
-/// `K + 1` points).
-pub fn precision_recall(real: &[Vec<f32>], generated: &[Vec<f32>]) -> (f64, f64) {
-    let (real_radii, generated_radii) = (radii(real), radii(generated));
-    (
-        covered(generated, real, &real_radii),
-        covered(real, generated, &generated_radii),
-    )
+/// A set of feature vectors with each point's ball: the squared distance to its K-th nearest
+/// other point of the set.
+pub struct Manifold {
+    points: Vec<Vec<f32>>,
+    radii: Vec<f64>,
+}
+
+impl Manifold {
+    /// # Panics
+    /// With `K` points or fewer.
+    pub fn new(points: Vec<Vec<f32>>) -> Self {
+        assert!(points.len() > K, "a manifold needs more than {K} points");
+        let radii = points
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut d: Vec<f64> = points
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, q)| distance2(p, q))
+                    .collect();
+                *d.select_nth_unstable_by(K - 1, f64::total_cmp).1
+            })
+            .collect();
+        Self { points, radii }
+    }
+
+    /// The share of `points` within the ball of at least one of this manifold's points.
+    fn covered(&self, points: &[Vec<f32>]) -> f64 {
+        let inside = points
+            .par_iter()
+            .filter(|p| {
+                self.points
+                    .iter()
+                    .zip(&self.radii)
+                    .any(|(m, &r)| distance2(p, m) <= r)
+            })
+            .count();
+        inside as f64 / points.len().max(1) as f64
+    }
+}
+
+/// `(precision, recall)` of `generated` (more than `K` points) against the `real` manifold.
+pub fn precision_recall(real: &Manifold, generated: Vec<Vec<f32>>) -> (f64, f64) {
+    let precision = real.covered(&generated);
+    let recall = Manifold::new(generated).covered(&real.points);
+    (precision, recall)
 }
 
 fn distance2(a: &[f32], b: &[f32]) -> f64 {
@@ -27,41 +67,9 @@ fn distance2(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
-/// The squared distance from each point to its K-th nearest other point of the set.
-fn radii(points: &[Vec<f32>]) -> Vec<f64> {
-    assert!(points.len() > K, "a manifold needs more than {K} points");
-    points
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut d: Vec<f64> = points
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, q)| distance2(p, q))
-                .collect();
-            *d.select_nth_unstable_by(K - 1, f64::total_cmp).1
-        })
-        .collect()
-}
-
-/// The share of `points` within the ball of at least one point of `manifold`.
-fn covered(points: &[Vec<f32>], manifold: &[Vec<f32>], radii: &[f64]) -> f64 {
-    let inside = points
-        .par_iter()
-        .filter(|p| {
-            manifold
-                .iter()
-                .zip(radii)
-                .any(|(m, &r)| distance2(p, m) <= r)
-        })
-        .count();
-    inside as f64 / points.len().max(1) as f64
-}
-
 #[cfg(test)]
 mod tests {
-    use super::precision_recall;
+    use super::{precision_recall, Manifold};
     use dit_web::diffusion::NoiseRng;
 
     /// `n` points of a 2-D standard normal around `(cx, 0)`.
@@ -78,10 +86,10 @@ mod tests {
 
     #[test]
     fn the_same_distribution_scores_near_one_and_a_distant_one_zero() {
-        let real = cloud(400, 0.0, 1);
-        let (p, r) = precision_recall(&real, &cloud(400, 0.0, 2));
+        let real = Manifold::new(cloud(400, 0.0, 1));
+        let (p, r) = precision_recall(&real, cloud(400, 0.0, 2));
         assert!(p > 0.9 && r > 0.9, "same distribution: {p} {r}");
-        let (p, r) = precision_recall(&real, &cloud(400, 50.0, 3));
+        let (p, r) = precision_recall(&real, cloud(400, 50.0, 3));
         assert_eq!((p, r), (0.0, 0.0));
     }
 
@@ -92,7 +100,7 @@ mod tests {
             .into_iter()
             .chain(cloud(200, 20.0, 5))
             .collect();
-        let (p, r) = precision_recall(&real, &cloud(400, 0.0, 6));
+        let (p, r) = precision_recall(&Manifold::new(real), cloud(400, 0.0, 6));
         assert!(p > 0.9, "precision {p}");
         assert!((0.4..0.6).contains(&r), "recall {r}");
     }
