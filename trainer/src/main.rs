@@ -452,7 +452,7 @@ struct EvalArgs {
     #[arg(long, default_value = "runs/classifier.mpk")]
     classifier: PathBuf,
     /// Images per class.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = parse_positive)]
     per_class: usize,
     #[command(flatten)]
     sampler: SamplerArgs,

@@ -362,7 +362,7 @@ fn a_conditioning_and_flavour_chosen_at_train_time_reach_the_weight_file() {
 #[test]
 fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
     let work = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 16] = [
         (
             &["train", "--data", "/nonexistent", "--run", "/tmp/x"],
             "trainer download mnist",
@@ -394,6 +394,10 @@ fn bad_input_gets_a_clear_message_and_a_failing_exit_code() {
             "run folder",
         ),
         (&["generate", "--labels", "1"], "--weights"),
+        (
+            &["eval", "--weights", "x.safetensors", "--per-class", "0"],
+            "`0` is not a positive whole number",
+        ),
         (
             &[
                 "train",
