@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use crate::diffusion::{guidance, NoiseSchedule, Sampler, SamplerConfig, StepInfo};
+use crate::diffusion::{guidance, NoiseSchedule, Sampler, SamplerConfig, SamplerKind, StepInfo};
 use crate::image::{self, Rgba};
 use crate::model::Dit;
+use crate::path_error::PathError;
 use crate::weights::{WeightError, WeightFile, WeightsMeta};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,13 @@ pub enum GenerateError {
     NoNullLabel(f32),
     #[error("no labels given: nothing to generate")]
     NoLabels,
+    #[error("{steps} sampler steps: this model has {max} noisy timesteps, so give 1..={max} steps{hint}")]
+    BadSteps {
+        steps: usize,
+        max: usize,
+        /// What 0 would mean, where it means something.
+        hint: &'static str,
+    },
     #[error("guidance must be a finite number, got {0}")]
     BadGuidance(f32),
     #[error("guidance interval [{0}, {1}]: the first timestep must not be above the last")]
@@ -31,11 +39,8 @@ pub enum GenerateError {
     NoGuide(f32),
     #[error(transparent)]
     Weights(#[from] WeightError),
-    #[error("writing {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("writing {0}")]
+    Io(#[from] PathError),
 }
 
 /// Resolves labels given by name (`male`, `7`) or by index into label ids.
@@ -246,6 +251,23 @@ impl Batches {
     }
 }
 
+/// Refuses a number of sampler steps the model's schedule cannot give: 0 (but for DDPM, where 0
+/// means every timestep) or more than its noisy timesteps. Without this a sampler would quietly
+/// take one step, or every timestep, instead of what was asked.
+pub fn check_steps(schedule: &NoiseSchedule, config: &SamplerConfig) -> Result<(), GenerateError> {
+    let max = schedule.num_timesteps() - schedule.first_noisy_timestep();
+    let ddpm = config.kind == SamplerKind::Ddpm;
+    match config.steps {
+        0 if ddpm => Ok(()),
+        steps if steps == 0 || steps > max => Err(GenerateError::BadSteps {
+            steps,
+            max,
+            hint: if ddpm { " (or 0: every timestep)" } else { "" },
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Samples a batch, one image per label, calling `on_step` after every step.
 /// Returns `[labels.len() * C * H * W]` values in roughly [-1, 1].
 pub fn sample<B: Backend>(
@@ -256,6 +278,7 @@ pub fn sample<B: Backend>(
     on_step: impl FnMut(&StepInfo),
 ) -> Result<Vec<f32>, GenerateError> {
     let denoiser = Denoiser::new(model, labels, config)?;
+    check_steps(schedule, config)?;
     Ok(sample_streams(
         &denoiser,
         schedule,
@@ -294,8 +317,9 @@ pub fn sample_batched_guided<B: Backend>(
     on_batch: impl FnMut(usize) + Send,
 ) -> Result<Vec<f32>, GenerateError> {
     use rayon::prelude::*;
-    // Every label and the guidance are checked before the first batch runs.
+    // Every label, the guidance and the steps are checked before the first batch runs.
     Denoiser::guided_by(model, guide, labels, config)?;
+    check_steps(schedule, config)?;
     let max = batches.max.max(1);
     // (images finished so far, the caller's callback), shared by the batches.
     let progress = std::sync::Mutex::new((0, on_batch));
@@ -404,19 +428,16 @@ pub fn generate_pngs<B: Backend, S: AsRef<str>>(
     let (c, s) = (meta.model.in_channels, meta.model.input_size);
     let images = to_images(&batch, c, s);
 
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| GenerateError::Io { path, source }
-    };
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(PathError::at(out_dir))?;
     let mut written = Vec::new();
     for (k, (image, &id)) in images.iter().zip(&ids).enumerate() {
         let path = out_dir.join(format!("{k:04}_label-{}.png", meta.labels[id]));
-        image::write_png(&path, image).map_err(io(&path))?;
+        image::write_png(&path, image).map_err(PathError::at(&path))?;
         written.push(path);
     }
     let path = out_dir.join("grid.png");
-    image::write_png(&path, &image::grid(&images, images.len().min(10), 2)).map_err(io(&path))?;
+    image::write_png(&path, &image::grid(&images, images.len().min(10), 2))
+        .map_err(PathError::at(&path))?;
     written.push(path);
     Ok(written)
 }

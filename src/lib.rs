@@ -12,6 +12,7 @@
 //! - [`generate`]: the whole pipeline, from a model and a request to images.
 //! - [`request`]: the page's generation request and the limits it is checked against.
 //! - [`atomic`]: files written whole or not at all (temporary name, then rename).
+//! - [`PathError`]: an I/O error that names its file.
 //! - `web` (wasm32 only): the wasm-bindgen API the page's worker calls.
 
 pub mod atomic;
@@ -20,6 +21,7 @@ pub mod diffusion;
 pub mod generate;
 pub mod image;
 pub mod model;
+mod path_error;
 pub mod request;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
@@ -27,3 +29,4 @@ pub mod weights;
 
 pub use config::{Conditioning, Convention, DitConfig, Flavour, Preset, ScheduleConfig};
 pub use model::Dit;
+pub use path_error::PathError;

@@ -383,3 +383,31 @@ fn sampler_kinds_parse_and_print() {
     let err = "euler".parse::<SamplerKind>().unwrap_err();
     assert!(err.contains("dpm++"), "{err}");
 }
+
+#[test]
+fn q_sample_is_the_closed_form_of_the_forward_process() {
+    // Linear betas 1e-4..2e-2 over T = 400; alpha_bar[t] = prod_{i <= t} (1 - beta_i) in the
+    // standard convention, prod_{i < t} in the shifted one (t = 0 is the clean image there).
+    let t_max = 400;
+    let beta = |i: usize| 1e-4 + (2e-2 - 1e-4) * i as f64 / (t_max - 1) as f64;
+    for (convention, last) in [(Convention::Standard, 1), (Convention::Shifted, 0)] {
+        let s = schedule(t_max, convention);
+        let x0 = [0.5f32, -1.0, 0.25, 1.0];
+        let eps = [1.0f32, 0.5, -2.0, 0.0];
+        let t = [0, 399];
+        let x_t = s.q_sample(&x0, &eps, &t);
+        for (i, (&x, &e)) in x0.iter().zip(&eps).enumerate() {
+            let step = t[i / 2];
+            let alpha_bar: f64 = (0..step + last).map(|j| 1.0 - beta(j)).product();
+            let expected = alpha_bar.sqrt() * x as f64 + (1.0 - alpha_bar).sqrt() * e as f64;
+            assert!(
+                (x_t[i] as f64 - expected).abs() < 1e-6,
+                "{convention:?} t={step}: {} vs {expected}",
+                x_t[i]
+            );
+        }
+    }
+    // Shifted, t = 0: the clean image itself.
+    let s = schedule(t_max, Convention::Shifted);
+    assert_eq!(s.q_sample(&[0.3, -0.7], &[5.0, 5.0], &[0]), [0.3, -0.7]);
+}

@@ -62,6 +62,30 @@ impl NoiseSchedule {
         (a.sqrt(), (1.0 - a).sqrt())
     }
 
+    /// Forward noising, q(x_t | x_0), on the host: `x_t = sqrt(alpha_bar[t]) x_0 +
+    /// sqrt(1 - alpha_bar[t]) eps` for a batch of images stored one after another, image `i`
+    /// (`x0.len() / t.len()` values) at timestep `t[i]`. Training draws its batches with it.
+    pub fn q_sample(&self, x0: &[f32], eps: &[f32], t: &[usize]) -> Vec<f32> {
+        assert_eq!(x0.len(), eps.len(), "x0 and eps differ in length");
+        assert!(
+            !t.is_empty() && x0.len().is_multiple_of(t.len()),
+            "{} values for {} timesteps",
+            x0.len(),
+            t.len()
+        );
+        let per_image = x0.len() / t.len();
+        x0.chunks(per_image)
+            .zip(eps.chunks(per_image))
+            .zip(t)
+            .flat_map(|((x, e), &t)| {
+                let (a, b) = self.noise_coefficients(t);
+                x.iter()
+                    .zip(e)
+                    .map(move |(&x, &e)| a as f32 * x + b as f32 * e)
+            })
+            .collect()
+    }
+
     /// The smallest timestep that carries noise (0, or 1 under the shifted convention where
     /// t = 0 is the clean image).
     pub fn first_noisy_timestep(&self) -> usize {
