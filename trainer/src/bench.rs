@@ -8,7 +8,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
-use dit_web::generate::sample;
+use dit_web::generate;
 use dit_web::Preset;
 use serde::Serialize;
 
@@ -225,7 +225,7 @@ impl OnBackend for SampleSteps<'_> {
             ..Default::default()
         };
         let mut started = Instant::now();
-        sample(&model, &schedule, &labels, &sampler, |info| {
+        generate::sample(&model, &schedule, &labels, &sampler, |info| {
             if info.step == self.warmup {
                 started = Instant::now();
             }
@@ -246,93 +246,97 @@ fn throughput(preset: &Preset, batch: usize, steps: usize, started: Instant) -> 
     }
 }
 
-/// `trainer bench`: optimizer steps of `batch` images (in micro-batches of `micro`; 0: whole),
-/// or with `sample` guided sampler steps of `batch` images, on `backend` with `kernels`: a JSON
-/// object per timing (training: one per `read_every` value), the [`Throughput`] plus `kind`,
-/// `backend`, `micro_batch`, `read_every` (training) and `own_kernels` (whether dit-web's own
-/// kernels ran).
-#[allow(clippy::too_many_arguments)]
-pub fn bench(
-    backend: BackendChoice,
-    kernels: KernelChoice,
-    preset: &Preset,
-    batch: usize,
-    micro: usize,
-    sample: bool,
-    warmup: usize,
-    steps: usize,
-    read_every: &[usize],
-) -> Result<Vec<serde_json::Value>, String> {
-    checked(kernels, batch, steps)?;
-    let results: Vec<(Option<usize>, Throughput)> = if sample {
-        let task = SampleSteps {
-            preset,
-            images: batch,
-            warmup,
-            steps,
-        };
-        vec![(None, run_on(backend, task)?)]
-    } else {
-        let task = TrainSteps {
-            preset,
-            batch,
-            micro,
-            warmup,
-            steps,
-            read_every: read_every.to_vec(),
-        };
-        let timings = run_on(backend, task)?;
-        timings.into_iter().map(|(n, t)| (Some(n), t)).collect()
-    };
-    let json = |(read_every, result): (Option<usize>, Throughput)| {
-        let kind = if sample { "sample" } else { "train" };
-        let mut json = tagged(&result, kind, backend, preset);
-        json["micro_batch"] = micro.into();
-        if let Some(n) = read_every {
-            json["read_every"] = n.into();
+/// What `trainer bench` times: `steps` steps of `batch` images of `preset` after `warmup`
+/// untimed ones, on `backend` with `kernels`.
+#[derive(Clone, Debug)]
+pub struct BenchRequest {
+    pub backend: BackendChoice,
+    pub kernels: KernelChoice,
+    pub preset: Preset,
+    pub batch: usize,
+    /// Images per forward/backward pass of a training step (0: the whole batch).
+    pub micro: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// Training steps between read-backs of the loss, one timing per value; empty: the
+    /// backend's default, as `trainer train` (1 on the CPU, 20 on the GPUs).
+    pub read_every: Vec<usize>,
+}
+
+impl BenchRequest {
+    fn read_every(&self) -> Vec<usize> {
+        match self.read_every.is_empty() {
+            true => vec![self.backend.default_read_every() as usize],
+            false => self.read_every.clone(),
         }
-        json
-    };
-    Ok(results.into_iter().map(json).collect())
+    }
 }
 
-/// `trainer bench --profile`: a [`StepProfile`] of `steps` training steps of `batch` images
-/// after `warmup` ones, as one JSON object tagged like [`bench`]'s (`kind`: `profile`).
-pub fn profile(
-    backend: BackendChoice,
-    kernels: KernelChoice,
-    preset: &Preset,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
-) -> Result<serde_json::Value, String> {
-    checked(kernels, batch, steps)?;
+/// Optimizer steps of the request's batch (in micro-batches): a JSON object per `read_every`
+/// value, the [`Throughput`] plus `kind` (`train`), `backend`, `micro_batch`, `read_every` and
+/// `own_kernels` (whether dit-web's own kernels ran).
+pub fn train(request: &BenchRequest) -> Result<Vec<serde_json::Value>, String> {
+    checked(request)?;
+    let task = TrainSteps {
+        preset: &request.preset,
+        batch: request.batch,
+        micro: request.micro,
+        warmup: request.warmup,
+        steps: request.steps,
+        read_every: request.read_every(),
+    };
+    let timings = run_on(request.backend, task)?;
+    Ok(timings
+        .into_iter()
+        .map(|(every, result)| {
+            let mut json = tagged(&result, "train", request);
+            json["micro_batch"] = request.micro.into();
+            json["read_every"] = every.into();
+            json
+        })
+        .collect())
+}
+
+/// Guided sampler steps of the request's batch, tagged like [`train`]'s (`kind`: `sample`).
+pub fn sample(request: &BenchRequest) -> Result<serde_json::Value, String> {
+    checked(request)?;
+    let task = SampleSteps {
+        preset: &request.preset,
+        images: request.batch,
+        warmup: request.warmup,
+        steps: request.steps,
+    };
+    let mut json = tagged(&run_on(request.backend, task)?, "sample", request);
+    json["micro_batch"] = request.micro.into();
+    Ok(json)
+}
+
+/// `trainer bench --profile`: a [`StepProfile`] of the request's training steps, as one JSON
+/// object tagged like [`train`]'s (`kind`: `profile`).
+pub fn profile(request: &BenchRequest) -> Result<serde_json::Value, String> {
+    checked(request)?;
     let task = ProfileSteps {
-        preset,
-        batch,
-        warmup,
-        steps,
+        preset: &request.preset,
+        batch: request.batch,
+        warmup: request.warmup,
+        steps: request.steps,
     };
-    Ok(tagged(&run_on(backend, task)?, "profile", backend, preset))
+    Ok(tagged(&run_on(request.backend, task)?, "profile", request))
 }
 
-/// Refuses an empty timing, then applies `kernels` for the runs ahead.
-fn checked(kernels: KernelChoice, batch: usize, steps: usize) -> Result<(), String> {
-    if batch == 0 || steps == 0 {
+/// Refuses an empty timing, then applies the request's kernels for the runs ahead.
+fn checked(request: &BenchRequest) -> Result<(), String> {
+    if request.batch == 0 || request.steps == 0 {
         return Err("the batch size and the number of steps must be positive".into());
     }
-    set_kernel_choice(kernels);
+    set_kernel_choice(request.kernels);
     Ok(())
 }
 
 /// `result` as JSON with what was timed: `kind`, `backend`, `own_kernels` (whether dit-web's own
 /// kernels ran), and the network's `params` and `conditioning`.
-fn tagged(
-    result: &impl Serialize,
-    kind: &str,
-    backend: BackendChoice,
-    preset: &Preset,
-) -> serde_json::Value {
+fn tagged(result: &impl Serialize, kind: &str, request: &BenchRequest) -> serde_json::Value {
+    let (backend, preset) = (request.backend, &request.preset);
     let mut json = serde_json::to_value(result).expect("results serialize");
     json["kind"] = kind.into();
     json["backend"] = format!("{backend:?}").to_lowercase().into();

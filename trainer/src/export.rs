@@ -1,8 +1,9 @@
 //! From a run folder to the weight file the page loads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dit_web::weights::{quant, Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
+use dit_web::PathError;
 
 use crate::run_dir::{RunDir, RunError};
 use crate::train::checkpoint::{self, CheckpointError};
@@ -16,11 +17,8 @@ pub enum ExportError {
     Run(#[from] RunError),
     #[error(transparent)]
     Weights(#[from] dit_web::weights::WeightError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// The latest checkpoint's EMA (or raw) weights as an f32 [`WeightFile`], described by the run's
@@ -79,9 +77,6 @@ pub fn write(
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
     let (bytes, report) = encode(file, quantization)?;
-    dit_web::atomic::write(out, &bytes).map_err(|source| ExportError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    dit_web::atomic::write(out, &bytes).map_err(PathError::at(out))?;
     Ok(report)
 }

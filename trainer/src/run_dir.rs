@@ -1,7 +1,7 @@
 //! A run folder: the one place that knows where a training run keeps each of its files.
 //!
 //! ```text
-//! <run>/run.json              RunConfig: the whole network, schedule, labels and training settings
+//! <run>/run.json              the run's settings (crate::train::config::RunConfig)
 //! <run>/metrics.jsonl         one MetricsRow per optimizer step
 //! <run>/checkpoints/latest    the name of the newest checkpoint folder
 //! <run>/checkpoints/step-N/   model, ema, optimizer (burn records), state.json
@@ -12,64 +12,14 @@
 
 use std::path::{Path, PathBuf};
 
-use dit_web::{DitConfig, Preset, ScheduleConfig};
-use serde::{Deserialize, Serialize};
+use dit_web::PathError;
 
-use crate::train::TrainConfig;
-
-/// `run.json`: what a run trains, in full (so export, generate and a resume need no preset
-/// table, and a run of a modified network exports that network), and how.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct RunConfig {
-    /// The preset the run started from: a name for people, the fields below are what counts.
-    pub preset: String,
-    pub dataset: String,
-    /// The network; its `class_dropout` is the training's label dropout.
-    pub model: DitConfig,
-    pub schedule: ScheduleConfig,
-    pub labels: Vec<String>,
-    #[serde(flatten)]
-    pub train: TrainConfig,
-}
-
-impl RunConfig {
-    /// `preset`'s network, schedule and labels trained with `train` (its label dropout decides
-    /// the network's null label).
-    pub fn new(preset: &Preset, train: TrainConfig) -> Self {
-        Self {
-            preset: preset.name.into(),
-            dataset: preset.dataset.into(),
-            model: preset.model.clone().with_class_dropout(train.label_dropout),
-            schedule: preset.schedule.clone(),
-            labels: preset.labels.clone(),
-            train,
-        }
-    }
-
-    /// Reads `run.json`. Files written before it held the network (only a preset name beside
-    /// the training settings) get that preset's network, schedule and labels.
-    fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if value.get("model").is_some() {
-            return serde_json::from_value(value).map_err(|e| e.to_string());
-        }
-        let name = value
-            .get("preset")
-            .and_then(|p| p.as_str())
-            .ok_or("neither a network (`model`) nor a preset name")?;
-        let preset = Preset::by_name(name).ok_or_else(|| format!("unknown preset `{name}`"))?;
-        let train: TrainConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Self::new(&preset, train))
-    }
-}
+use crate::train::config::RunConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("no checkpoint in {0} (expected checkpoints/latest, written by `trainer train`)")]
@@ -158,47 +108,20 @@ impl RunDir {
 
     /// Creates the folder and writes `run.json`.
     pub fn write_config(&self, config: &RunConfig) -> Result<(), RunError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RunError::Io { path, source }
-        };
+        let io = |path: &Path| PathError::at(path);
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         let json = serde_json::to_vec_pretty(config).expect("the run config serializes");
         let path = self.config_file();
-        dit_web::atomic::write(&path, &json).map_err(io(&path))
+        dit_web::atomic::write(&path, &json).map_err(io(&path))?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::lr::{Decay, LrSchedule};
-
-    fn train_config() -> TrainConfig {
-        TrainConfig {
-            steps: 10,
-            batch_size: 8,
-            micro_batch: 0,
-            lr: LrSchedule {
-                max_lr: 1e-3,
-                warmup: 2,
-                total: 10,
-                decay: Decay::Cosine,
-            },
-            ema_decay: 0.999,
-            ema_warmup: true,
-            label_dropout: 0.0,
-            grad_clip: None,
-            seed: 3,
-            checkpoint_every: 5,
-            keep_every: 0,
-            sample_every: 0,
-            spike_factor: 10.0,
-            init_weights: None,
-            time_budget: None,
-            read_every: 1,
-        }
-    }
+    use crate::train::config::TrainConfig;
+    use dit_web::Preset;
 
     #[test]
     fn run_json_holds_the_whole_network() {
@@ -206,30 +129,12 @@ mod tests {
         let run = RunDir::new(dir.path().join("run"));
         let mut preset = Preset::mnist_cpu();
         preset.model.depth = 2; // not the preset's: the file must say so itself
-        let config = RunConfig::new(&preset, train_config());
+        let mut train = TrainConfig::defaults(&preset);
+        train.label_dropout = 0.0;
+        let config = RunConfig::new(&preset, train);
         assert_eq!(config.model.class_dropout, 0.0);
         run.write_config(&config).unwrap();
         assert_eq!(run.read_config().unwrap(), config);
-    }
-
-    #[test]
-    fn run_json_from_before_it_held_the_network_reads_as_its_preset() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
-        // The shape of run.json up to November 2026 (for example ../shared/runs/mnist-h200).
-        let mut legacy = serde_json::to_value(train_config()).unwrap();
-        legacy["preset"] = "mnist".into();
-        legacy["label_dropout"] = 0.1.into();
-        std::fs::write(run.config_file(), legacy.to_string()).unwrap();
-        let config = run.read_config().unwrap();
-        assert_eq!(config.model, Preset::mnist().model.with_class_dropout(0.1));
-        assert_eq!(config.train.label_dropout, 0.1);
-        assert_eq!(config.labels.len(), 10);
-
-        legacy["preset"] = "mnist-huge".into();
-        std::fs::write(run.config_file(), legacy.to_string()).unwrap();
-        let err = run.read_config().unwrap_err().to_string();
-        assert!(err.contains("unknown preset `mnist-huge`"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use dit_web::PathError;
+
 use super::{DataError, Dataset};
 
 pub const CROP: usize = 128;
@@ -40,12 +42,7 @@ impl CelebA {
                 )));
             }
         }
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| DataError::Io {
-                path: p.to_path_buf(),
-                source,
-            })
-        };
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(PathError::at(p));
         let bad = |path: &Path, reason: String| DataError::Format {
             path: path.to_path_buf(),
             reason,

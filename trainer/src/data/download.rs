@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use dit_web::PathError;
+
 use sha2::{Digest, Sha256};
 
 use super::DataError;
@@ -64,10 +66,7 @@ pub fn download(
     dir: &Path,
     files: &[(&str, &str)],
 ) -> Result<Vec<(String, Fetched)>, DataError> {
-    std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(PathError::at(dir))?;
     let mut report = Vec::new();
     for &(name, sha) in files {
         let path = dir.join(format!("{name}.gz"));
@@ -105,10 +104,7 @@ pub fn download(
                 })
             }
         }
-        dit_web::atomic::write(&path, &body).map_err(|source| DataError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        dit_web::atomic::write(&path, &body).map_err(PathError::at(&path))?;
         report.push((name.to_string(), Fetched::Downloaded));
     }
     Ok(report)

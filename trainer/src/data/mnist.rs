@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use dit_web::PathError;
+
 use super::{DataError, Dataset};
 
 /// The file names of a split, without `.gz`.
@@ -76,10 +78,7 @@ impl Dataset for Mnist {
 fn read_maybe_gz(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>), DataError> {
     let raw = dir.join(name);
     let gz = dir.join(format!("{name}.gz"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DataError::Io { path, source }
-    };
+    let io = |path: &Path| PathError::at(path);
     if gz.exists() {
         let file = std::fs::File::open(&gz).map_err(io(&gz))?;
         let mut bytes = Vec::new();

@@ -4,6 +4,7 @@ pub mod celeba;
 pub mod download;
 pub mod loader;
 pub mod mnist;
+pub mod shapes;
 
 /// Images of one size with class labels, pixels already in [-1, 1] on request.
 pub trait Dataset: Send + Sync {
@@ -21,11 +22,8 @@ pub trait Dataset: Send + Sync {
 /// Why a dataset could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] dit_web::PathError),
     #[error("{0}")]
     Missing(String),
     #[error("{0}")]

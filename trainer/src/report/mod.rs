@@ -5,11 +5,35 @@ pub mod metrics;
 pub mod plot;
 pub mod samples;
 
+use std::path::PathBuf;
+
 use crate::run_dir::RunDir;
 
-/// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`. Returns
-/// whether there were sample grids for a GIF (a run with `--sample-every 0` has none).
-pub fn refresh(run: &RunDir) -> Result<bool, Box<dyn std::error::Error>> {
+/// What [`refresh`] drew; its `Display` is what `trainer report` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refreshed {
+    pub loss_plot: PathBuf,
+    /// `None` where the run has no sample grids (`--sample-every 0`), in `samples`.
+    pub progress_gif: Option<PathBuf>,
+    pub samples: PathBuf,
+}
+
+impl std::fmt::Display for Refreshed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "wrote {}", self.loss_plot.display())?;
+        match &self.progress_gif {
+            Some(gif) => writeln!(f, "wrote {}", gif.display()),
+            None => writeln!(
+                f,
+                "no sample grids in {}: no progress.gif",
+                self.samples.display()
+            ),
+        }
+    }
+}
+
+/// Redraws `loss.png` from `metrics.jsonl` and `progress.gif` from `samples/*.png`.
+pub fn refresh(run: &RunDir) -> Result<Refreshed, Box<dyn std::error::Error>> {
     let metrics_file = run.metrics_file();
     let rows =
         metrics::read(&metrics_file).map_err(|e| format!("{}: {e}", metrics_file.display()))?;
@@ -38,8 +62,13 @@ pub fn refresh(run: &RunDir) -> Result<bool, Box<dyn std::error::Error>> {
         ],
     )?;
     let samples = run.samples();
+    let mut refreshed = Refreshed {
+        loss_plot: run.loss_plot(),
+        progress_gif: None,
+        samples: samples.clone(),
+    };
     if !samples.is_dir() {
-        return Ok(false);
+        return Ok(refreshed);
     }
     let mut frames: Vec<_> = std::fs::read_dir(&samples)
         .map_err(|e| format!("{}: {e}", samples.display()))?
@@ -48,8 +77,9 @@ pub fn refresh(run: &RunDir) -> Result<bool, Box<dyn std::error::Error>> {
         .collect();
     frames.sort();
     if frames.is_empty() {
-        return Ok(false);
+        return Ok(refreshed);
     }
     gif::from_pngs(&frames, &run.progress_gif(), 40)?;
-    Ok(true)
+    refreshed.progress_gif = Some(run.progress_gif());
+    Ok(refreshed)
 }

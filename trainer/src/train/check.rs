@@ -139,6 +139,22 @@ impl StepComparison {
         }
         out
     }
+
+    /// The checker's verdict: `Ok` with the line that says the sides match when the worst error
+    /// (loss or any gradient) is within `tolerance`, `Err` with the line that says they differ.
+    /// A NaN anywhere fails.
+    pub fn verdict(&self, sides: [Side; 2], tolerance: f64) -> Result<String, String> {
+        let [a, r] = sides;
+        let worst = self.worst();
+        if worst.is_nan() || worst > tolerance {
+            return Err(format!(
+                "{a} differs from {r}: worst relative error {worst:.3e} > {tolerance:.1e}"
+            ));
+        }
+        Ok(format!(
+            "{a} matches {r}: worst relative error {worst:.3e} <= {tolerance:.1e}"
+        ))
+    }
 }
 
 /// Gradients smaller than this share of the global gradient norm are compared against it

@@ -9,7 +9,7 @@ use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::NoiseState;
-use dit_web::Dit;
+use dit_web::{Dit, PathError};
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::LoaderState;
@@ -28,11 +28,8 @@ pub struct RunState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("{path}: {reason}")]
     Record { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -43,11 +40,9 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::new()
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    let error = PathError::at(path);
+    move |source| error(source).into()
 }
 
 /// Writes a checkpoint whole or not at all ([`dit_web::atomic`]) and points `latest` at it.
