@@ -90,3 +90,73 @@ fn worker_threads_do_not_change_the_batches() {
     let two = Loader::new(&data, 5).with_workers(3).next_batch(4);
     assert_eq!(one, two);
 }
+
+/// The CPU half of "a CelebA-size run that learns": the real loader on generated shapes
+/// (`trainer shapes`), the celeba preset's 128x128x3 images and schedule on a small network
+/// (patch 8, width 192: a token's 192 values need at least as wide a network to pass the noise
+/// through), stopped half-way as by Ctrl-C and resumed. The loss must fall to under 40 % of where
+/// it started. Whether such a network learns its labels takes longer than a test: the browser
+/// tests draw both labels of a model trained this way for longer
+/// (`tests/browser/fixtures/celeba-shapes.safetensors`) and check their colours.
+#[test]
+fn a_small_network_learns_the_shapes_across_a_resume() {
+    use std::ops::ControlFlow;
+
+    use burn::backend::Autodiff;
+    use dit_web::{DitConfig, Preset};
+    use trainer::run_dir::RunDir;
+    use trainer::train::config::{RunConfig, TrainConfig};
+    use trainer::train::lr::{Decay, LrSchedule};
+
+    let root = tempfile::tempdir().unwrap();
+    let shapes = root.path().join("shapes");
+    trainer::data::shapes::write(&shapes, 80, 0).unwrap();
+    let data = CelebA::load(&shapes, Partition::Train).unwrap();
+    let mut preset = Preset::celeba();
+    preset.model = DitConfig::new(128, 3, 8, 192, 1, 2, 2).with_class_dropout(0.1);
+    let steps = 120;
+    let config = TrainConfig {
+        steps,
+        batch_size: 8,
+        lr: LrSchedule {
+            max_lr: 2e-3,
+            warmup: 20,
+            total: steps,
+            decay: Decay::Cosine,
+        },
+        ema_decay: 0.99,
+        ema_warmup: true,
+        grad_clip: Some(1.0),
+        checkpoint_every: 30,
+        keep_every: 0,
+        sample_every: 0,
+        ..TrainConfig::defaults(&preset)
+    };
+    let run_config = RunConfig::new(&preset, config);
+    let run = RunDir::new(root.path().join("run"));
+    let train = |resume: bool, stop_at: u64| {
+        trainer::train::train::<Autodiff<trainer::Cpu>, _>(
+            &run_config,
+            &data,
+            &run,
+            resume,
+            &Default::default(),
+            |row| match row.step >= stop_at {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            },
+        )
+        .unwrap()
+    };
+    let first = train(false, steps / 2);
+    assert!(first.stopped);
+    assert_eq!(first.final_step, steps / 2);
+    let second = train(true, u64::MAX);
+    assert_eq!((second.stopped, second.final_step), (false, steps));
+    assert_eq!(second.losses.first().map(|l| l.0), Some(steps / 2));
+    let rows = trainer::report::metrics::read(&run.metrics_file()).unwrap();
+    assert_eq!(rows.len() as u64, steps);
+    let early: f64 = rows[..10].iter().map(|r| r.loss).sum::<f64>() / 10.0;
+    let late: f64 = rows[rows.len() - 10..].iter().map(|r| r.loss).sum::<f64>() / 10.0;
+    assert!(late < 0.4 * early, "loss {early:.4} -> {late:.4}");
+}
