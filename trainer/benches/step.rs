@@ -1,6 +1,6 @@
 //! One full optimizer step of the `mnist-cpu` preset on the CPU backend, batch 64: the host-side
 //! batch (noise, timesteps, x_t), forward, epsilon-MSE, backward, AdamW. The same work as
-//! `bench/torch_reference.py`'s training step (no clipping there, none here); `bench/compare.py`
+//! `bench/torch/torch_reference.py`'s training step (no clipping there, none here); `bench/compare.py`
 //! runs both and prints the ratio.
 
 use burn::optim::AdamWConfig;

@@ -135,6 +135,23 @@ fn not_built(choice: BackendChoice) -> String {
     )
 }
 
+/// The devices of a data-parallel run on backend `B`, by index (`ids`): on a GPU backend the
+/// devices of `first`'s kind with those indices (CUDA device numbers), on the CPU backends
+/// `first` itself for every worker (they share the cores).
+pub fn devices<B: Backend>(first: &B::Device, ids: &[usize], cpu: bool) -> Vec<B::Device> {
+    use burn::tensor::backend::Device;
+    ids.iter()
+        .map(|&index| {
+            if cpu {
+                return first.clone();
+            }
+            let mut id = first.to_id();
+            id.index_id = index as u16;
+            B::Device::from_id(id)
+        })
+        .collect()
+}
+
 /// Makes the default device and reads one value back from it; a backend that panics on the way
 /// (no driver, no adapter) becomes `Err` with the panic's first line.
 #[allow(dead_code)] // used by the GPU features only

@@ -11,4 +11,5 @@ mod check;
 mod cli;
 mod download;
 mod import_torch;
+mod parallel;
 mod train;

@@ -10,9 +10,10 @@ use dit_web::{DitConfig, Preset};
 use trainer::data::loader::Loader;
 use trainer::data::mnist::{Mnist, Split};
 use trainer::data::Dataset;
-use trainer::run_dir::{RunConfig, RunDir};
+use trainer::run_dir::RunDir;
+use trainer::train::config::{RunConfig, TrainConfig};
 use trainer::train::lr::{Decay, LrSchedule};
-use trainer::train::{checkpoint, train, TrainConfig, TrainError, TrainOutcome};
+use trainer::train::{checkpoint, train, TrainError, TrainOutcome};
 use trainer::Cpu;
 
 type B = Autodiff<Cpu>;

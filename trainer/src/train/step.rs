@@ -10,15 +10,20 @@ use dit_web::{Dit, DitConfig};
 
 use crate::data::loader::Batches;
 
-/// A training batch on the device: `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps` and its target eps.
-pub struct Batch<B: Backend> {
-    pub x_t: Tensor<B, 4>,
-    pub eps: Tensor<B, 4>,
-    pub t: Tensor<B, 1>,
-    pub y: Tensor<B, 1, Int>,
+/// A training batch on the host: `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`, its target eps, the
+/// timesteps and the labels (after label dropout). Data-parallel training cuts it into one slice
+/// per device ([`HostBatch::slice`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostBatch {
+    pub x_t: Vec<f32>,
+    pub eps: Vec<f32>,
+    pub t: Vec<usize>,
+    pub y: Vec<usize>,
+    /// `[C, H, W]` of one image.
+    pub image: [usize; 3],
 }
 
-impl<B: Backend> Batch<B> {
+impl HostBatch {
     /// Next images from the loader; uniform timesteps, fresh noise and label dropout all come
     /// from the run's host RNG (in this order), so a resumed run draws the same numbers.
     pub fn draw(
@@ -28,10 +33,9 @@ impl<B: Backend> Batch<B> {
         config: &DitConfig,
         n: usize,
         label_dropout: f64,
-        device: &B::Device,
     ) -> Self {
         let (x0, labels) = loader.next_batch(n);
-        Self::noised(x0, labels, rng, schedule, config, label_dropout, device)
+        Self::noised(x0, labels, rng, schedule, config, label_dropout)
     }
 
     /// A batch of `n` host-made images (uniform in [-1, 1]) and labels, all from `rng`: the same
@@ -41,21 +45,12 @@ impl<B: Backend> Batch<B> {
         rng: &mut NoiseRng,
         schedule: &NoiseSchedule,
         config: &DitConfig,
-        device: &B::Device,
     ) -> Self {
         let mut x0 = vec![0f32; n * config.image_len()];
         x0.iter_mut()
             .for_each(|v| *v = (2.0 * rng.uniform() - 1.0) as f32);
         let labels = (0..n).map(|_| rng.below(config.num_classes)).collect();
-        Self::noised(
-            x0,
-            labels,
-            rng,
-            schedule,
-            config,
-            config.class_dropout,
-            device,
-        )
+        Self::noised(x0, labels, rng, schedule, config, config.class_dropout)
     }
 
     /// The training batch for clean images `x0` (`[n * C * H * W]`) of classes `labels`.
@@ -66,45 +61,99 @@ impl<B: Backend> Batch<B> {
         schedule: &NoiseSchedule,
         config: &DitConfig,
         label_dropout: f64,
-        device: &B::Device,
     ) -> Self {
         let n = labels.len();
-        let null_label = config.null_label();
         let t: Vec<usize> = (0..n)
             .map(|_| rng.below(schedule.num_timesteps()))
             .collect();
         let mut eps = vec![0f32; x0.len()];
         rng.fill_normal(&mut eps);
-        if let Some(null) = null_label {
+        if let Some(null) = config.null_label() {
             for l in labels.iter_mut() {
                 if rng.uniform() < label_dropout {
                     *l = null;
                 }
             }
         }
-        let per_image = config.image_len();
-        let x_t: Vec<f32> = x0
-            .iter()
-            .zip(&eps)
-            .enumerate()
-            .map(|(i, (&x, &e))| {
-                let (a, b) = schedule.noise_coefficients(t[i / per_image]);
-                a as f32 * x + b as f32 * e
-            })
-            .collect();
-        let shape = [n, config.in_channels, config.input_size, config.input_size];
         Self {
-            x_t: Tensor::from_data(TensorData::new(x_t, shape), device),
-            eps: Tensor::from_data(TensorData::new(eps, shape), device),
-            t: Tensor::from_data(
-                TensorData::new(t.iter().map(|&t| t as f32).collect::<Vec<_>>(), [n]),
-                device,
-            ),
+            x_t: schedule.q_sample(&x0, &eps, &t),
+            eps,
+            t,
+            y: labels,
+            image: [config.in_channels, config.input_size, config.input_size],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// Images `range` of the batch.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        let per = self.image.iter().product::<usize>();
+        let values = range.start * per..range.end * per;
+        Self {
+            x_t: self.x_t[values.clone()].to_vec(),
+            eps: self.eps[values].to_vec(),
+            t: self.t[range.clone()].to_vec(),
+            y: self.y[range].to_vec(),
+            image: self.image,
+        }
+    }
+
+    /// The batch on `device`.
+    pub fn upload<B: Backend>(&self, device: &B::Device) -> Batch<B> {
+        let n = self.len();
+        let [c, h, w] = self.image;
+        let shape = [n, c, h, w];
+        let floats = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        Batch {
+            x_t: Tensor::from_data(TensorData::new(self.x_t.clone(), shape), device),
+            eps: Tensor::from_data(TensorData::new(self.eps.clone(), shape), device),
+            t: Tensor::from_data(TensorData::new(floats(&self.t), [n]), device),
             y: Tensor::from_data(
-                TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
+                TensorData::new(self.y.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
                 device,
             ),
         }
+    }
+}
+
+/// A training batch on the device (see [`HostBatch`]).
+pub struct Batch<B: Backend> {
+    pub x_t: Tensor<B, 4>,
+    pub eps: Tensor<B, 4>,
+    pub t: Tensor<B, 1>,
+    pub y: Tensor<B, 1, Int>,
+}
+
+impl<B: Backend> Batch<B> {
+    /// [`HostBatch::draw`], on `device`.
+    pub fn draw(
+        loader: &mut impl Batches,
+        rng: &mut NoiseRng,
+        schedule: &NoiseSchedule,
+        config: &DitConfig,
+        n: usize,
+        label_dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        HostBatch::draw(loader, rng, schedule, config, n, label_dropout).upload(device)
+    }
+
+    /// [`HostBatch::random`], on `device`.
+    pub fn random(
+        n: usize,
+        rng: &mut NoiseRng,
+        schedule: &NoiseSchedule,
+        config: &DitConfig,
+        device: &B::Device,
+    ) -> Self {
+        HostBatch::random(n, rng, schedule, config).upload(device)
     }
 }
 
@@ -166,9 +215,22 @@ pub fn batch_gradients<B: AutodiffBackend>(
     batch: Batch<B>,
     micro: usize,
 ) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
+    let count = batch.eps.shape().num_elements();
+    slice_gradients(model, batch, micro, count)
+}
+
+/// [`batch_gradients`] of one slice of a larger batch of `count` elements in all: the squared
+/// error is divided by `count`, so the slices' losses and gradients add up to the whole batch's
+/// (data-parallel training sums them across devices).
+pub fn slice_gradients<B: AutodiffBackend>(
+    model: &Dit<B>,
+    batch: Batch<B>,
+    micro: usize,
+    count: usize,
+) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
     let n = batch.t.dims()[0];
     let micro = if micro == 0 { n } else { micro.min(n) };
-    let count = batch.eps.shape().num_elements() as f64;
+    let count = count as f64;
     let mut accumulator = GradientsAccumulator::<Dit<B>>::new();
     let mut loss: Option<Tensor<B::InnerBackend, 1>> = None;
     for start in (0..n).step_by(micro) {
@@ -208,6 +270,13 @@ impl<B: Backend> ModuleVisitor<B> for Ids {
     }
 }
 
+/// Every float parameter's id and rank, in the module's visiting order.
+pub fn param_ids<B: Backend>(model: &Dit<B>) -> Vec<(ParamId, usize)> {
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
 /// Global gradient-norm clipping as PyTorch's `clip_grad_norm_` (burn's own clipping works per
 /// tensor): every gradient times `min(1, max_norm / (norm + 1e-6))`, computed on the device, so
 /// the host never waits for the norm. Returns the gradients and the norm before clipping.
@@ -216,12 +285,11 @@ pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Dit<B>,
     max_norm: Option<f64>,
 ) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
-    let mut ids = Ids(Vec::new());
-    model.visit(&mut ids);
+    let ids = param_ids(model);
     let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
     macro_rules! each_rank {
         ($f:ident) => {
-            for &(id, rank) in &ids.0 {
+            for &(id, rank) in &ids {
                 match rank {
                     1 => $f!(grads, id, 1),
                     2 => $f!(grads, id, 2),
