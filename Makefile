@@ -8,12 +8,13 @@ BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
 .PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
-.PHONY: help test lint unit wgpu setup-lavapipe cuda browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes
+.PHONY: help test lint unit wgpu setup-lavapipe cuda cuda-builds browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
 	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, the own WebGPU kernels natively on lavapipe, browser tests in headless Chromium (what CI runs)"
-	@echo "make cuda        build the trainer with CUDA, wgpu and candle (release; not part of make test)"
+	@echo "make cuda        build the trainer with CUDA and wgpu (release; not part of make test; docs/gpu.md)"
+	@echo "make bench-gpu   on a GPU machine: the step checker, speed against PyTorch, a short CelebA run (bench/gpu.sh)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
 	@echo "make sizes       raw and gzip sizes of everything the page fetches"
 	@echo "make bench       cargo bench: forward pass and sampler step on the CPU backend"
@@ -69,8 +70,16 @@ setup-lavapipe:
 cuda:
 	$(CARGO) build --release -p trainer --features cuda,wgpu
 
+# The builds `make bench-gpu` compares, into gpu-bin/: plain (what `make cuda` builds), with
+# burn's fusion, and with autotune and fusion (docs/gpu.md).
+cuda-builds:
+	mkdir -p gpu-bin
+	$(CARGO) build --release -p trainer --features cuda,wgpu && cp $(TARGET_DIR)/release/trainer gpu-bin/trainer
+	$(CARGO) build --release -p trainer --features cuda,gpu-fusion && cp $(TARGET_DIR)/release/trainer gpu-bin/trainer-fusion
+	$(CARGO) build --release -p trainer --features cuda,gpu-tuned && cp $(TARGET_DIR)/release/trainer gpu-bin/trainer-tuned
+
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
-browser: pkg setup-browser
+browser: pkg setup-browser example-app
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) \
 		TRAINER=$${TRAINER:-$$(test -x $(abspath $(TARGET_DIR))/debug/trainer && echo $(abspath $(TARGET_DIR))/debug/trainer)} npm test
 
@@ -91,6 +100,14 @@ pkg: setup-wasm
 		$(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM); fi
 	@ls -l $(WASM)
 	node tools/catalogue.mjs
+	node tools/package.mjs
+
+# The example app that imports pkg/ through a bundler (esbuild) and type-checks against its
+# generated TypeScript definitions (tsc); the browser tests open what it builds.
+EXAMPLE_APP := examples/web-app
+example-app: pkg
+	@test -d $(EXAMPLE_APP)/node_modules/esbuild || (cd $(EXAMPLE_APP) && npm ci --no-audit --no-fund)
+	cd $(EXAMPLE_APP) && npm run build
 
 setup-wasm:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -119,8 +136,8 @@ setup-onnx:
 	@test -d $(BROWSER_DIR)/node_modules/onnxruntime-web || \
 		(cd $(BROWSER_DIR) && npm install --no-save --no-audit --no-fund onnxruntime-web@$(ORT_VERSION))
 	@mkdir -p www/bench && for m in $$(echo $${MODELS:-mnist-cpu} | tr , ' '); do \
-		(test -f www/bench/$$m.onnx || python3 bench/export_onnx.py www/weights/$$m.safetensors www/bench/$$m.onnx) || \
-		echo "no ONNX model for $$m (bench/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"; done
+		(test -f www/bench/$$m.onnx || python3 bench/torch/export_onnx.py www/weights/$$m.safetensors www/bench/$$m.onnx) || \
+		echo "no ONNX model for $$m (bench/torch/export_onnx.py needs torch and onnx): onnxruntime-web will be skipped"; done
 
 # Opening the page on a cold cache to the first finished digit, in headless Chromium, on both
 # backends (MODELS=, BACKENDS=, RUNS= change the sweep; see tests/browser/first-image.mjs).
@@ -150,7 +167,7 @@ bench-cpu-backends: pkg setup-browser
 		PKGS="pkg$$(for v in $(CPU_BACKEND_VARIANTS); do printf ',bench/pkg-%s' $$v; done)" node bench.mjs
 
 # The WebGPU backend with burn's autotune and with fusion (www/bench/pkg-gpu-*) against pkg/, with
-# onnxruntime-web and the per-step profile (PROFILE=1) in the same run; README, "Where a WebGPU
+# onnxruntime-web and the per-step profile (PROFILE=1) in the same run; docs/browser.md, "Where a WebGPU
 # step's time goes".
 WEBGPU_VARIANTS ?= autotune fusion
 bench-webgpu-variants: pkg setup-browser setup-onnx
@@ -158,12 +175,13 @@ bench-webgpu-variants: pkg setup-browser setup-onnx
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) BACKENDS=webgpu PROFILE=$${PROFILE:-1} \
 		PKGS="pkg$$(for v in $(WEBGPU_VARIANTS); do printf ',bench/pkg-gpu-%s' $$v; done)" node bench.mjs
 
-# On a GPU machine (docs/gpu.md): trainer throughput on cuda and wgpu, the step checker, sampler
-# steps, and the PyTorch reference in the same run -> $(GPU_OUT)/bench-gpu.json. Needs the
-# binary from `make cuda` (TRAINER=...). BACKENDS=cpu QUICK=1 checks the script on a CPU.
+# On a GPU machine (docs/gpu.md): the step checker, training and sampling speed beside the
+# PyTorch reference, and a short CelebA run on generated shapes -> $(GPU_OUT)/bench-gpu.json.
+# Needs the binary from `make cuda` (TRAINER=..., FUSED=..., TUNED=...); STAGES picks stages
+# (check train learn sample eval torch). BACKEND=cpu QUICK=1 checks the script on a CPU.
 GPU_OUT ?= gpu-out
 bench-gpu:
-	bench/gpu.sh $(GPU_OUT)
+	bench/gpu.sh $(GPU_OUT) $(STAGES)
 	python3 bench/gpu_table.py $(GPU_OUT)/bench-gpu.json
 
 FUZZ_SECONDS ?= 600

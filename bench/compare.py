@@ -33,7 +33,7 @@ def criterion_ms(group, name):
 
 def main():
     torch_out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "torch_reference.py"), "--preset", "mnist-cpu",
+        [sys.executable, os.path.join(ROOT, "bench", "torch", "torch_reference.py"), "--preset", "mnist-cpu",
          "--threads", "2", "--iters", "20"],
         check=True, capture_output=True, text=True).stdout
     torch = json.loads(torch_out)

@@ -1,7 +1,7 @@
 """A dit-web weight file -> the reference PyTorch DiT -> ONNX (opset 17, dynamic batch).
 
-    python3 bench/export_onnx.py www/weights/mnist.safetensors www/bench/mnist.onnx
-    python3 bench/export_onnx.py tiny.safetensors tiny.onnx --check trainer/tests/fixtures/tiny_dit.json
+    python3 bench/torch/export_onnx.py www/weights/mnist.safetensors www/bench/mnist.onnx
+    python3 bench/torch/export_onnx.py tiny.safetensors tiny.onnx --check trainer/tests/fixtures/tiny_dit.json
 
 Needs torch, numpy and onnx. The weight file is read without the safetensors package: int8
 tensors are dequantized with their `<name>.qscale` (value = q * scale, scale broadcast over the

@@ -2,8 +2,8 @@
 
 dit-web's `Flavour::Seed` network is this model: same state-dict names as the public reference
 checkpoints (`trainer import-torch` reads them), same maths. Used by
-`trainer/tests/fixtures/make_torch_ckpt.py` (fixtures for the importer), `bench/export_onnx.py`
-(our weight files -> ONNX) and `bench/torch_reference.py` (CPU timings).
+`trainer/tests/fixtures/make_torch_ckpt.py` (fixtures for the importer), `bench/torch/export_onnx.py`
+(our weight files -> ONNX) and `bench/torch/torch_reference.py` (CPU timings).
 
 Architecture (d = width, N = tokens, p = patch):
 

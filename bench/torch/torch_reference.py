@@ -1,7 +1,7 @@
 """PyTorch CPU timings of the reference DiT, for comparison with dit-web's own benchmarks.
 
-    python3 bench/torch_reference.py                    # mnist-cpu, 2 threads, prints JSON
-    python3 bench/torch_reference.py --preset mnist --iters 5
+    python3 bench/torch/torch_reference.py                    # mnist-cpu, 2 threads, prints JSON
+    python3 bench/torch/torch_reference.py --preset mnist --iters 5
 
 Measures, with torch.set_num_threads(2) (the 2-core machine dit-web's figures come from):
 - training: one step = noising at uniform timesteps, forward, epsilon-MSE, backward, AdamW step
@@ -10,7 +10,8 @@ Measures, with torch.set_num_threads(2) (the 2-core machine dit-web's figures co
   classifier-free guidance: conditional and null halves in one batch, then combined) -> ms/step
   (`--sample-batch N` for another count).
 
-On a GPU: `--device cuda` (TF32 off, so fp32 is fp32), `--bf16` for bf16 autocast.
+On a GPU: `--device cuda` (TF32 off, so fp32 is fp32), `--tf32` for TF32 tensor-core matrix
+products (what cubecl's CUDA matmul does with f32 inputs), `--bf16` for bf16 autocast.
 
 Model configs are dit-web's presets (src/config.rs), seed flavour (= the reference network).
 """
@@ -53,6 +54,7 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--sample-batch", type=int, default=16, help="images per sampler step")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (f32 master weights)")
+    ap.add_argument("--tf32", action="store_true", help="TF32 matrix products for f32 (CUDA)")
     ap.add_argument("--label-dropout", type=float, default=None,
                     help="override the preset's (a null label makes the guided step possible)")
     opts = ap.parse_args()
@@ -62,9 +64,9 @@ def main():
     device = torch.device(opts.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
-        # Plain fp32 matmuls, as dit-web's f32 (no TF32) unless --bf16.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        # Plain fp32 matmuls unless --tf32 (or --bf16).
+        torch.backends.cuda.matmul.allow_tf32 = opts.tf32
+        torch.backends.cudnn.allow_tf32 = opts.tf32
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16)
     size, channels, patch, width, depth, heads, classes, dropout, steps = PRESETS[opts.preset]
     if opts.label_dropout is not None:
@@ -120,6 +122,7 @@ def main():
         "torch": torch.__version__,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
         "bf16": opts.bf16,
+        "tf32": opts.tf32,
         "threads": opts.threads,
         "preset": opts.preset,
         "model_args": args,
