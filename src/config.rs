@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which family of details the network follows. Both are the same DiT; they differ in small
 /// choices that matter for loading existing checkpoints.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flavour {
@@ -23,6 +24,7 @@ pub enum Flavour {
 }
 
 /// How the timestep and label reach the transformer blocks (the paper's four block designs).
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Conditioning {
@@ -86,6 +88,7 @@ impl std::str::FromStr for Flavour {
 }
 
 /// The network's shape. Square images only.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Config, Debug, PartialEq)]
 pub struct DitConfig {
     /// Image side in pixels.
@@ -237,6 +240,7 @@ impl DitConfig {
 }
 
 /// How alpha-bar is indexed by the integer timestep.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Convention {
@@ -249,6 +253,7 @@ pub enum Convention {
 }
 
 /// A linear-beta noise schedule (the only kind the reference and the paper use).
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Config, Debug, PartialEq)]
 pub struct ScheduleConfig {
     /// T, the number of discrete timesteps.
@@ -287,7 +292,7 @@ impl Preset {
     }
 
     /// A smaller MNIST model sized for training on two CPU cores: 7x7 tokens of width 192,
-    /// depth 6, with a null label so guidance works (see the README for the measurements).
+    /// depth 6, with a null label so guidance works (docs/architecture.md has the measurements).
     pub fn mnist_cpu() -> Self {
         Self {
             name: "mnist-cpu",

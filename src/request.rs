@@ -15,12 +15,17 @@ pub const MAX_STEPS: usize = 1000;
 pub const MAX_SEED: f64 = 9_007_199_254_740_991.0;
 
 /// What the page asks for; unknown fields are an error, missing ones take the page's defaults.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// Label names or indices, one image each.
     pub labels: Vec<String>,
     #[serde(default = "default_sampler")]
+    #[cfg_attr(
+        target_arch = "wasm32",
+        tsify(type = "\"dpm++\" | \"ddim\" | \"ddpm\"")
+    )]
     pub sampler: String,
     #[serde(default = "default_steps")]
     pub steps: usize,

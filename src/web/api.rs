@@ -1,28 +1,35 @@
-//! The wasm-bindgen API. JavaScript sees one class:
+//! The wasm-bindgen API. JavaScript sees one class and a few functions:
 //!
 //! ```js
 //! const session = await DitSession.create("webgpu");          // or "cpu"
-//! const meta = session.loadWeights(bytes);                     // {model, labels, dataset, ...}
+//! const info = session.loadWeights(bytes);                     // ModelInfo: {model, labels, ...}
 //! const images = await session.generate(
 //!   { labels: ["3", "7"], sampler: "dpm++", steps: 20, cfg: 1.5, seed: 42, preview: true },
 //!   (p) => console.log(p.step, p.total, p.preview),            // optional progress callback
-//! );                                                           // [{label, width, height, rgba}]
+//! );                                                           // GeneratedImage[]
 //! ```
 //!
-//! Inputs are checked before any work starts; a bad request, a malformed weight file or a
-//! failed GPU read-back is a rejected promise / thrown `Error` with a message, never a panic.
+//! Requests, results, progress events and model metadata are Rust types ([`Request`],
+//! [`GeneratedImage`], [`Progress`], [`ModelInfo`]) that cross the boundary through
+//! serde-wasm-bindgen, pixels as typed arrays; `tsify` writes their TypeScript definitions into
+//! `dit_web.d.ts` from the same types. Inputs are checked before any work starts; a bad request, a
+//! malformed weight file or a failed GPU read-back is a rejected promise / thrown `Error` with a
+//! message, never a panic.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::tensor::backend::Backend;
-use js_sys::{Array, Function, Object, Reflect, Uint8ClampedArray};
+use js_sys::{Function, Promise, Uint8ClampedArray};
+use serde::Serialize;
+use tsify::Tsify;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
 use super::device::{self, BackendKind, Cpu, Gpu};
 use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig};
-use crate::generate::{resolve_labels, to_images, Denoiser, GenerateError};
+use crate::generate::{check_steps, resolve_labels, to_images, Denoiser};
 use crate::image;
 use crate::model::Dit;
 use crate::request::{Request, MAX_BATCH};
@@ -33,6 +40,63 @@ fn start() {
     // Should anything still panic, the console shows where instead of "unreachable".
     console_error_panic_hook::set_once();
 }
+
+/// One generated image: `new ImageData(rgba, width, height)` draws it.
+#[derive(Serialize, Tsify)]
+pub struct GeneratedImage {
+    /// The label it was drawn for (absent on previews).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    /// Row-major RGBA, 4 bytes a pixel.
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    #[tsify(type = "Uint8ClampedArray<ArrayBuffer>")]
+    pub rgba: Uint8ClampedArray,
+}
+
+/// Where one sampler step's time went, in milliseconds.
+#[derive(Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct StepTiming {
+    /// The network call: on WebGPU recording and submitting its kernels, on the CPU all of its
+    /// arithmetic.
+    pub network_ms: f64,
+    /// Waiting for the network's output to come back to the host.
+    pub read_back_ms: f64,
+    /// The solver's update on the host.
+    pub update_ms: f64,
+}
+
+/// What the progress callback receives after every step.
+#[derive(Serialize, Tsify)]
+pub struct Progress {
+    /// Steps done (1 after the first).
+    pub step: u32,
+    pub total: u32,
+    /// The timestep this step denoised.
+    pub t: u32,
+    pub timing: StepTiming,
+    /// The current prediction of the clean images, when the request asked for `preview`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Vec<GeneratedImage>>,
+}
+
+/// A loaded weight file's metadata, and its parameter count (a decimal string: it can pass 2^53).
+#[derive(Serialize, Tsify)]
+pub struct ModelInfo {
+    #[serde(flatten)]
+    pub meta: WeightsMeta,
+    pub params: String,
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const PROGRESS_CALLBACK: &str = r#"
+/** Called after every step; a returned promise is awaited before the next step, and a throw
+ *  or a rejection stops the generation with that error (how a page cancels one). */
+export type ProgressCallback = (progress: Progress) => void | Promise<void>;
+export type BackendName = "webgpu" | "cpu";
+"#;
 
 /// Most images one `generate` call accepts (the page checks it before calling).
 #[wasm_bindgen(js_name = maxBatch)]
@@ -59,14 +123,6 @@ pub fn set_own_webgpu_kernels(enabled: bool) {
     });
 }
 
-/// The page's request object, checked (see [`Request`]).
-fn parse_request(value: &JsValue) -> Result<Request, String> {
-    let json: String = js_sys::JSON::stringify(value)
-        .map_err(|_| "the request is not a plain object".to_string())?
-        .into();
-    Request::from_json(&json)
-}
-
 /// A loaded network on one backend (lives once per session behind an `Rc`, so the size
 /// difference between the variants costs nothing).
 #[allow(clippy::large_enum_variant)]
@@ -91,7 +147,9 @@ pub struct DitSession {
 #[wasm_bindgen]
 impl DitSession {
     /// Opens a session on `"webgpu"` (check `navigator.gpu.requestAdapter()` first) or `"cpu"`.
-    pub async fn create(backend: String) -> Result<DitSession, JsError> {
+    pub async fn create(
+        #[wasm_bindgen(unchecked_param_type = "BackendName")] backend: String,
+    ) -> Result<DitSession, JsError> {
         let backend = BackendKind::parse(&backend).map_err(|e| JsError::new(&e))?;
         let gpu = match backend {
             BackendKind::WebGpu => Some(device::init_webgpu().await),
@@ -107,7 +165,7 @@ impl DitSession {
     }
 
     /// `"webgpu"` or `"cpu"`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "BackendName")]
     pub fn backend(&self) -> String {
         self.inner.borrow().backend.name().into()
     }
@@ -119,10 +177,9 @@ impl DitSession {
         self.inner.borrow().backend.library().into()
     }
 
-    /// Loads a dit-web weight file (safetensors + metadata) and returns its metadata:
-    /// `{format_version, model, schedule, labels, dataset, step, ema, quantization, params}`.
-    /// A malformed file throws and leaves any previously loaded model in place.
-    #[wasm_bindgen(js_name = loadWeights)]
+    /// Loads a dit-web weight file (safetensors + metadata) and returns its metadata. A malformed
+    /// file throws and leaves any previously loaded model in place.
+    #[wasm_bindgen(js_name = loadWeights, unchecked_return_type = "ModelInfo")]
     pub fn load_weights(&self, bytes: &[u8]) -> Result<JsValue, JsError> {
         let mut inner = self.inner.borrow_mut();
         let file = WeightFile::from_bytes(bytes).map_err(to_js)?;
@@ -136,27 +193,34 @@ impl DitSession {
                 (Loaded::Cpu(model), meta)
             }
         };
-        let mut json = serde_json::to_value(&meta).map_err(to_js)?;
-        json["params"] = meta.model.num_params().to_string().into();
+        let info = ModelInfo {
+            params: meta.model.num_params().to_string(),
+            meta: meta.clone(),
+        };
         inner.model = Some(Rc::new((loaded, meta)));
-        js_sys::JSON::parse(&json.to_string()).map_err(|_| JsError::new("metadata to JS"))
+        to_js_value(&info).map_err(to_js)
     }
 
-    /// Generates one image per label. Resolves to `[{label, width, height, rgba}]` with `rgba` a
-    /// `Uint8ClampedArray` ready for `new ImageData(rgba, width, height)`. `on_step`, when given,
-    /// is called after every step with `{step, total, t, timing, preview?}` (`timing`:
-    /// `{networkMs, readBackMs, updateMs}`, where the step's time went; `preview`: the current
-    /// prediction of the clean images, same shape as the result, when the request asks for it).
-    pub fn generate(&self, request: JsValue, on_step: Option<Function>) -> js_sys::Promise {
+    /// Generates one image per label. Resolves to one [`GeneratedImage`] per label, in order.
+    /// `on_step`, when given, is called after every step with a [`Progress`].
+    #[wasm_bindgen(unchecked_return_type = "Promise<GeneratedImage[]>")]
+    pub fn generate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Request")] request: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ProgressCallback")] on_step: Option<
+            Function,
+        >,
+    ) -> Promise {
         // The borrow ends here: nothing holds the RefCell across an await.
         let model = self.inner.borrow().model.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let Some(model) = model else {
                 return Err(JsError::new("no weights loaded: call loadWeights first").into());
             };
-            run(&model, &request, on_step.as_ref())
+            let images = run(&model, request, on_step.as_ref())
                 .await
-                .map_err(|e| JsError::new(&e).into())
+                .map_err(|e| JsValue::from(JsError::new(&e)))?;
+            to_js_value(&images).map_err(|e| to_js(e).into())
         })
     }
 }
@@ -165,16 +229,24 @@ fn to_js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A value as plain JavaScript: objects for structs and maps (a flattened struct is a map to
+/// serde), numbers for integers, typed arrays where a field keeps one.
+fn to_js_value(value: &impl Serialize) -> Result<JsValue, serde_wasm_bindgen::Error> {
+    value.serialize(&serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true))
+}
+
 async fn run(
     model: &(Loaded, WeightsMeta),
-    request: &JsValue,
+    request: JsValue,
     on_step: Option<&Function>,
-) -> Result<JsValue, String> {
-    let request = parse_request(request)?;
+) -> Result<Vec<GeneratedImage>, String> {
+    let request: Request =
+        serde_wasm_bindgen::from_value(request).map_err(|e| format!("bad request: {e}"))?;
     let config = request.sampler_config()?;
     let (loaded, meta) = model;
     let ids = resolve_labels(&meta.labels, &request.labels).map_err(|e| e.to_string())?;
     let schedule = NoiseSchedule::new(&meta.schedule);
+    check_steps(&schedule, &config).map_err(|e| e.to_string())?;
     let shape = (meta.model.in_channels, meta.model.input_size);
     let batch = match loaded {
         Loaded::Gpu(model) => {
@@ -184,8 +256,11 @@ async fn run(
             sample(model, &schedule, &ids, &config, shape, &request, on_step).await
         }
     }?;
-    let names: Vec<&str> = ids.iter().map(|&i| meta.labels[i].as_str()).collect();
-    Ok(images_to_js(&to_images(&batch, shape.0, shape.1), Some(&names)).into())
+    let names = ids.iter().map(|&i| meta.labels[i].clone());
+    Ok(images(
+        &to_images(&batch, shape.0, shape.1),
+        names.map(Some),
+    ))
 }
 
 /// The native `generate::sample` loop with an asynchronous read-back per step.
@@ -198,15 +273,13 @@ async fn sample<B: Backend>(
     request: &Request,
     on_step: Option<&Function>,
 ) -> Result<Vec<f32>, String> {
-    let denoiser = Denoiser::new(model, ids, config).map_err(|e: GenerateError| e.to_string())?;
+    let denoiser = Denoiser::new(model, ids, config).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(schedule, config, ids.len(), model.config().image_len());
+    let clock = Clock::new();
     while let Some(t) = sampler.timestep() {
-        // Where a step's time goes (`timing` in the progress object, the bench page's profile):
-        // the network call (on WebGPU: recording and submitting its kernels; on the CPU: all of
-        // its arithmetic), waiting for the output to come back, and the host's solver update.
-        let started = now_ms();
+        let started = clock.now();
         let output = denoiser.forward(sampler.x(), t);
-        let recorded = now_ms();
+        let recorded = clock.now();
         let output = output
             .into_data_async()
             .await
@@ -214,73 +287,69 @@ async fn sample<B: Backend>(
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| format!("network output: {e:?}"))?;
-        let read = now_ms();
+        let read = clock.now();
         let x0 = sampler.advance(&denoiser.eps_from_output(output, None, t));
-        let updated = now_ms();
-        if let Some(callback) = on_step {
-            let progress = Object::new();
-            set(&progress, "step", &(sampler.steps_done() as u32).into());
-            set(&progress, "total", &(sampler.num_steps() as u32).into());
-            set(&progress, "t", &(t as u32).into());
-            let timing = Object::new();
-            set(&timing, "networkMs", &(recorded - started).into());
-            set(&timing, "readBackMs", &(read - recorded).into());
-            set(&timing, "updateMs", &(updated - read).into());
-            set(&progress, "timing", &timing);
-            if request.preview {
-                set(
-                    &progress,
-                    "preview",
-                    &images_to_js(&to_images(&x0, channels, size), None),
-                );
-            }
-            // A throwing callback stops the generation (the page uses this to cancel).
-            callback
-                .call1(&JsValue::NULL, &progress)
-                .map_err(|e| format!("progress callback threw: {}", describe(&e)))?;
+        let updated = clock.now();
+        let Some(callback) = on_step else { continue };
+        let progress = Progress {
+            step: sampler.steps_done() as u32,
+            total: sampler.num_steps() as u32,
+            t: t as u32,
+            timing: StepTiming {
+                network_ms: recorded - started,
+                read_back_ms: read - recorded,
+                update_ms: updated - read,
+            },
+            preview: request
+                .preview
+                .then(|| images(&to_images(&x0, channels, size), std::iter::repeat(None))),
+        };
+        let progress = to_js_value(&progress).map_err(|e| e.to_string())?;
+        let stopped = |e: JsValue| format!("progress callback threw: {}", describe(&e));
+        let answer = callback.call1(&JsValue::NULL, &progress).map_err(stopped)?;
+        // A promise from the callback is awaited: the worker yields there, so a cancel message
+        // can reach it, and rejects to stop.
+        if let Some(pending) = answer.dyn_ref::<Promise>() {
+            JsFuture::from(pending.clone()).await.map_err(stopped)?;
         }
     }
     Ok(sampler.into_output())
 }
 
-fn images_to_js(images: &[image::Rgba], labels: Option<&[&str]>) -> Array {
-    images
+fn images(
+    pictures: &[image::Rgba],
+    labels: impl Iterator<Item = Option<String>>,
+) -> Vec<GeneratedImage> {
+    pictures
         .iter()
-        .enumerate()
-        .map(|(k, image)| {
-            let object = Object::new();
-            if let Some(labels) = labels {
-                set(&object, "label", &labels[k].into());
-            }
-            set(&object, "width", &(image.width as u32).into());
-            set(&object, "height", &(image.height as u32).into());
-            set(
-                &object,
-                "rgba",
-                &Uint8ClampedArray::from(image.pixels.as_slice()).into(),
-            );
-            JsValue::from(object)
+        .zip(labels)
+        .map(|(picture, label)| GeneratedImage {
+            label,
+            width: picture.width as u32,
+            height: picture.height as u32,
+            rgba: Uint8ClampedArray::from(picture.pixels.as_slice()),
         })
         .collect()
 }
 
-/// `performance.now()` of the page or worker (0 where there is none).
-fn now_ms() -> f64 {
-    Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|performance| {
-            let now: Function = Reflect::get(&performance, &"now".into())
-                .ok()?
-                .dyn_into()
-                .ok()?;
-            now.call0(&performance).ok()?.as_f64()
-        })
-        .unwrap_or(0.0)
-}
+/// `performance.now()` of the page or the worker, through web-sys (0 where there is neither).
+struct Clock(Option<web_sys::Performance>);
 
-fn set(object: &Object, key: &str, value: &JsValue) {
-    // Setting a property on a fresh plain object cannot fail.
-    let _ = Reflect::set(object, &key.into(), value);
+impl Clock {
+    fn new() -> Self {
+        let global = js_sys::global();
+        let performance = match global.dyn_ref::<web_sys::Window>() {
+            Some(window) => window.performance(),
+            None => global
+                .dyn_ref::<web_sys::WorkerGlobalScope>()
+                .and_then(|worker| worker.performance()),
+        };
+        Self(performance)
+    }
+
+    fn now(&self) -> f64 {
+        self.0.as_ref().map_or(0.0, |p| p.now())
+    }
 }
 
 fn describe(error: &JsValue) -> String {

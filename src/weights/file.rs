@@ -16,6 +16,7 @@ pub const METADATA_KEY: &str = "dit-web";
 const SCALE_SUFFIX: &str = ".qscale";
 
 /// How the tensors of a file are stored.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Quantization {
@@ -45,6 +46,7 @@ impl std::str::FromStr for Quantization {
 }
 
 /// Everything needed to use a weight file besides the tensors.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WeightsMeta {
     pub format_version: u32,
