@@ -9,10 +9,15 @@
 //
 // Each URL carries the first 12 hex digits of the file's SHA-256 (`?v=`): the worker caches
 // weights by URL, so a new file under the same name reaches returning visitors.
+//
+//   node tools/catalogue.mjs [WEIGHTS_DIR=www/weights] [OUT=www/models.json]
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 
-const dir = new URL("../www/weights/", import.meta.url);
+const [dirArg, outArg] = process.argv.slice(2);
+const dir = dirArg ? pathToFileURL(`${dirArg.replace(/\/$/, "")}/`) : new URL("../www/weights/", import.meta.url);
+const out = outArg ? pathToFileURL(outArg) : new URL("../www/models.json", import.meta.url);
 const DATASETS = { mnist: "MNIST digits", celeba: "CelebA faces (female / male)" };
 // Tensors that hold quantization scales, not parameters.
 const AUXILIARY = /\.(qscale|qzero)$/;
@@ -67,5 +72,5 @@ const ordered = Object.fromEntries(Object.entries(catalogue).sort((a, b) => {
   const [x, y] = [rank(a), rank(b)];
   return x[0] - y[0] || x[1] - y[1] || x[2].localeCompare(y[2]);
 }));
-writeFileSync(new URL("../www/models.json", import.meta.url), `${JSON.stringify(ordered, null, 2)}\n`);
-console.log(`www/models.json: ${Object.keys(ordered).join(", ")}`);
+writeFileSync(out, `${JSON.stringify(ordered, null, 2)}\n`);
+console.log(`${outArg ?? "www/models.json"}: ${Object.keys(ordered).join(", ")}`);

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // A small static server for www/ (no dependencies): the right MIME types (application/wasm),
-// a strict Content-Security-Policy header, symlinks followed (www/pkg -> ../pkg), localhost only.
+// a strict Content-Security-Policy header, symlinks followed (www/pkg -> ../pkg), loopback only.
+// It sends what a static host like GitHub Pages sends for a widget embedded in a post on another
+// origin: `Access-Control-Allow-Origin: *` (the post's page fetches the scripts, the wasm, the
+// weights and models.json from here) and `Cross-Origin-Resource-Policy: cross-origin`.
 //
-//   node tools/serve.mjs [DIR=www] [PORT=8080]     (PORT 0 picks a free port)
-// Prints "serving DIR on http://127.0.0.1:PORT/" once listening.
+//   node tools/serve.mjs [DIR=www] [PORT=8080] [HOST=127.0.0.1]     (PORT 0 picks a free port)
+// Prints "serving DIR on http://HOST:PORT/" once listening.
 
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
@@ -20,7 +23,9 @@ const TYPES = {
 export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
   "img-src 'self' blob: data:; worker-src 'self'; connect-src 'self' https: blob:";
 
-export function serve(dir, port = 0) {
+/** Serves `dir`; `csp: false` leaves the Content-Security-Policy header out (the tests' blog on
+ *  another origin, which has none of its own). */
+export function serve(dir, port = 0, host = "127.0.0.1", { csp = true } = {}) {
   const root = resolve(dir);
   const server = createServer(async (req, res) => {
     try {
@@ -32,8 +37,10 @@ export function serve(dir, port = 0) {
       res.writeHead(200, {
         "content-type": TYPES[extname(file)] || "application/octet-stream",
         "content-length": body.length,
-        "content-security-policy": CSP,
+        ...(csp && { "content-security-policy": CSP }),
         "cache-control": "no-cache",
+        "access-control-allow-origin": "*",
+        "cross-origin-resource-policy": "cross-origin",
       });
       res.end(req.method === "HEAD" ? undefined : body);
     } catch (error) {
@@ -41,11 +48,11 @@ export function serve(dir, port = 0) {
       res.end();
     }
   });
-  return new Promise((ok) => server.listen(port, "127.0.0.1", () => ok(server)));
+  return new Promise((ok) => server.listen(port, host, () => ok(server)));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [dir = "www", port = "8080"] = process.argv.slice(2);
-  const server = await serve(dir, Number(port));
-  console.log(`serving ${dir} on http://127.0.0.1:${server.address().port}/`);
+  const [dir = "www", port = "8080", host = "127.0.0.1"] = process.argv.slice(2);
+  const server = await serve(dir, Number(port), host);
+  console.log(`serving ${dir} on http://${host}:${server.address().port}/`);
 }

@@ -5,7 +5,7 @@
  * it is a software adapter (Chromium's SwiftShader, Mesa's llvmpipe / lavapipe) that emulates a
  * GPU on the CPU. dit-web's own WebGPU kernels were made for those (10-40x faster than burn-wgpu's
  * there); on a hardware GPU (an NVIDIA H200 through Vulkan, natively) burn-wgpu's were 1.9-2.5x
- * faster than them (README, "The same sampler natively on a real GPU").
+ * faster than them (docs/browser.md, "The same sampler natively on a real GPU").
  */
 export function describeAdapter(adapter) {
   const info = adapter.info || {};

@@ -8,7 +8,8 @@ const form = $("controls");
 const ui = {
   model: $("model"), labels: $("labels"), batch: $("batch"), sampler: $("sampler"),
   steps: $("steps"), cfg: $("cfg"), cfgi: $("cfgi"), seed: $("seed"), preview: $("preview"),
-  generate: $("generate"), download: $("download"), permalink: $("permalink"),
+  generate: $("generate"), stop: $("stop"), download: $("download"), permalink: $("permalink"),
+  estimate: $("estimate"), embedScript: $("embed-script"), embedFrame: $("embed-frame"),
   progress: $("progress"), status: $("status"), error: $("error"), canvas: $("canvas"),
   stats: $("stats"), info: $("model-info"), why: $("model-why"),
 };
@@ -16,6 +17,7 @@ const ui = {
 const params = new URLSearchParams(location.search);
 let meta = null; // metadata of the selected model
 let busy = false;
+let abort = null; // stops the running generation
 
 function showError(message) {
   ui.error.textContent = message;
@@ -86,6 +88,38 @@ function permalink() {
   return `${location.pathname}?${p}`;
 }
 
+/** What a weight file holds, in words: from its own metadata, and the card's quality and speed
+ *  lines where it has a card (models.json). */
+function modelLine(meta, card) {
+  const m = meta.model;
+  const side = `${m.input_size}x${m.input_size}${m.in_channels === 3 ? " RGB" : m.in_channels === 1 ? " grey" : ` ${m.in_channels}-channel`}`;
+  // A card says how a model was trained when the file's step count does not tell it all (a run
+  // continued from another run's weights counts its steps from 0).
+  const trained = card.trained ?? (meta.step ? `trained ${meta.step.toLocaleString("en-US")} steps` : "untrained or imported (step 0)");
+  const parts = [
+    `${meta.dataset}, ${side}, labels ${summary(meta.labels)}, ${Number(meta.params).toLocaleString("en-US")} parameters, ` +
+      `${meta.quantization}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ${trained}`,
+    // The block design and flavour the file was trained with (docs/models.md).
+    `${m.conditioning} conditioning${m.flavour === "paper" ? ", paper flavour" : ""}`,
+  ];
+  const line = document.createDocumentFragment();
+  line.append(parts.join(" · "));
+  for (const extra of [card.quality, card.speed?.[client.backend]]) {
+    if (extra) line.append(document.createElement("br"), extra);
+  }
+  if (card.details) {
+    const link = Object.assign(document.createElement("a"), { href: card.details, textContent: "how this was measured" });
+    line.append(" (", link, ")");
+  }
+  return line;
+}
+
+/** "0-9", "female, male": a model's labels, short. */
+function summary(labels) {
+  const digits = labels.every((l, i) => l === String(i));
+  return digits && labels.length > 2 ? `0-${labels.length - 1}` : labels.join(", ");
+}
+
 /** The sampler settings a model card can start the page with (box id -> card key). */
 const CARD_SETTINGS = { sampler: "sampler", steps: "steps", cfg: "guidance", cfgi: "guidance_interval" };
 
@@ -97,17 +131,7 @@ async function selectModel(name, labels, keep = new Set()) {
   ui.generate.disabled = true;
   meta = await client.load(name);
   const card = (await models().catch(() => ({})))[name] ?? {};
-  const quant = meta.quantization;
-  ui.info.textContent = [
-    `${meta.dataset}, ${Number(meta.params).toLocaleString()} parameters, ` +
-      `${quant}${meta.ema ? " EMA" : ""} weights (${(meta.bytes / 1e6).toFixed(1)} MB), ` +
-      // A card says how a model was trained when the file's step count does not tell it all
-      // (a run continued from another run's weights counts its steps from 0).
-      card.trained ?? `trained ${meta.step.toLocaleString()} steps`,
-    // The block design and flavour the file was trained with (README: conditioning).
-    `${meta.model.conditioning} conditioning${meta.model.flavour === "paper" ? ", paper flavour" : ""}`,
-    card.quality, card.speed,
-  ].filter(Boolean).join(" · ");
+  ui.info.replaceChildren(modelLine(meta, card));
   for (const [id, key] of Object.entries(CARD_SETTINGS)) {
     if (keep.has(id)) continue;
     // A card without an interval guides every step: clear what the previous model's card set.
@@ -115,8 +139,33 @@ async function selectModel(name, labels, keep = new Set()) {
     else if (card[key] !== undefined) ui[id].value = String(card[key]);
   }
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
+  // The schedule's noisy timesteps are the most steps a sampler can take (t = 0 is the clean
+  // image under the shifted convention).
+  ui.steps.max = String(meta.schedule.num_timesteps - (meta.schedule.convention === "shifted" ? 1 : 0));
   ui.generate.disabled = false;
   setStatus(`ready on ${client.backend}${backendDetails()}`, "ready");
+  showEstimate();
+  showEmbed();
+}
+
+/** The two ways to put the current settings in a post: the widget's script tag, or an iframe
+ *  (for platforms that allow only iframes), both pointing at this site. */
+function showEmbed() {
+  const site = new URL(".", location.href);
+  const labels = selectedLabels();
+  const attrs = {
+    model: ui.model.value, labels: labels.join(" "), sampler: ui.sampler.value, steps: ui.steps.value,
+    cfg: ui.cfg.value, "cfg-interval": ui.cfgi.value.trim().replace(/\s*[-,]\s*/, " ") || "all", seed: ui.seed.value,
+  };
+  const html = Object.entries(attrs).map(([k, v]) => ` ${k}="${String(v).replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"`).join("");
+  ui.embedScript.value = `<script type="module" src="${new URL("dit-widget.js", site)}"></script>\n<dit-generate${html}></dit-generate>`;
+  const query = new URLSearchParams({ ...attrs, labels: labels.join(",") });
+  const side = meta?.model.input_size ?? 28;
+  const scale = Math.max(1, Math.round(84 / side));
+  const width = Math.max(240, Math.min(labels.length, 10) * (side + 2) * scale + 24);
+  const height = Math.ceil(labels.length / 10) * (side + 2) * scale + 72;
+  ui.embedFrame.value = `<iframe src="${new URL(`embed.html?${query}`, site)}" width="${width}" height="${height}" ` +
+    `style="border:0" title="dit-web: images drawn in your browser" loading="lazy"></iframe>`;
 }
 
 /** " (adapter; whose kernels)" after the backend's name: on WebGPU dit-web's own kernels run on
@@ -145,8 +194,10 @@ async function generate() {
     return;
   }
   busy = true;
+  abort = new AbortController();
   showError("");
   ui.generate.disabled = true;
+  ui.stop.hidden = false;
   ui.download.disabled = true;
   ui.progress.value = 0;
   history.replaceState(null, "", permalink());
@@ -155,9 +206,12 @@ async function generate() {
   try {
     const result = await client.generate(ui.model.value, req, (p) => {
       ui.progress.value = p.step / p.total;
-      setStatus(`step ${p.step} / ${p.total} · ${p.msPerStep.toFixed(0)} ms/step on ${client.backend}`);
+      const left = (p.total - p.step) * p.msPerStep / 1000;
+      setStatus(`step ${p.step} / ${p.total} · ${p.msPerStep.toFixed(0)} ms/step on ${client.backend}` +
+        (left >= 2 ? ` · about ${seconds(left)} left` : ""));
       if (p.preview) drawGrid(ui.canvas, p.preview);
-    });
+    }, { signal: abort.signal });
+    speed.record(client.backend, meta, req, result.msPerStep);
     drawGrid(ui.canvas, result.images);
     // Milestones for `make bench-first-image` (performance.mark: zero cost when nobody reads them).
     if (!performance.getEntriesByName("dit:first-image").length) performance.mark("dit:first-image");
@@ -172,12 +226,85 @@ async function generate() {
     ui.download.disabled = false;
     setStatus("done", "done");
   } catch (error) {
-    showError(error.message);
-    setStatus("failed", "error");
+    if (error.name === "AbortError") {
+      setStatus("stopped", "cancelled");
+    } else {
+      showError(error.message);
+      setStatus("failed", "error");
+    }
   } finally {
     busy = false;
+    abort = null;
     ui.generate.disabled = false;
+    ui.stop.hidden = true;
+    showEstimate();
   }
+}
+
+/** "0.4 s", "3 min 20 s". */
+function seconds(s) {
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 120) return `${Math.round(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+/**
+ * How fast this browser's backend runs the network, learnt from the runs made here (kept in
+ * localStorage) in network work per millisecond: parameters x tokens x images a step. A model's
+ * arithmetic per image grows with both, so one measured model predicts another's step time
+ * (roughly: larger ones run somewhat more efficiently).
+ */
+const speed = {
+  key: (backend) => `dit-web-speed-${backend}`,
+  /** Network work of one step of `req` on the model described by `meta`. */
+  work(meta, req) {
+    const m = meta.model;
+    const tokens = (m.input_size / m.patch_size) ** 2;
+    const guided = req.cfg !== 1 && m.class_dropout > 0;
+    const t = meta.schedule.num_timesteps;
+    const share = !guided ? 0 : req.cfg_interval ? Math.min(1, (req.cfg_interval[1] - req.cfg_interval[0] + 1) / t) : 1;
+    return Number(meta.params) * tokens * req.labels.length * (1 + share);
+  },
+  record(backend, meta, req, msPerStep) {
+    if (!(msPerStep > 0)) return;
+    try {
+      localStorage.setItem(this.key(backend), String(this.work(meta, req) / msPerStep));
+    } catch {
+      // No storage here (private mode, opaque origin): no estimates next time.
+    }
+  },
+  /** Milliseconds per step of `req`, or null before anything was measured here. */
+  estimate(backend, meta, req) {
+    let rate = null;
+    try {
+      rate = Number(localStorage.getItem(this.key(backend))) || null;
+    } catch {
+      rate = null;
+    }
+    return rate ? this.work(meta, req) / rate : null;
+  },
+};
+
+/** What the run set up now will take, before it starts. */
+function showEstimate() {
+  if (!meta || busy) return;
+  let req;
+  try {
+    req = request();
+  } catch {
+    ui.estimate.textContent = "";
+    return;
+  }
+  if (!req.labels.length) {
+    ui.estimate.textContent = "";
+    return;
+  }
+  const ms = speed.estimate(client.backend, meta, req);
+  ui.estimate.textContent = ms === null
+    ? `speed on ${client.backend} not measured in this browser yet: the first step tells`
+    : `about ${seconds(ms / 1000)} per step, ${seconds(ms * req.steps / 1000)} for this run on ${client.backend} ` +
+      "(estimated from the runs made in this browser)";
+  document.body.dataset.estimateMs = ms === null ? "" : String(Math.round(ms));
 }
 
 async function loadUserWeights(name, bytes) {
@@ -240,6 +367,18 @@ async function main() {
     return;
   }
 
+  form.addEventListener("input", () => {
+    showEstimate();
+    showEmbed();
+  });
+  ui.labels.addEventListener("click", () => {
+    showEstimate();
+    showEmbed();
+  });
+  ui.stop.addEventListener("click", () => abort?.abort());
+  for (const id of ["embed-script", "embed-frame"]) {
+    $(`${id}-copy`).addEventListener("click", () => navigator.clipboard?.writeText($(id).value).catch(() => {}));
+  }
   ui.model.addEventListener("change", () => {
     ui.why.textContent = "";
     selectModel(ui.model.value).catch((e) => showError(e.message));

@@ -7,8 +7,24 @@
 //                                     (p) => console.log(p.step, p.total));
 //
 // The worker owns the wasm module, the device and the weights; the page never touches tensors.
+//
+// Every URL (worker, wasm, weights, models.json) is resolved against this module's own URL, so a
+// page on another origin that imports it (the widget in a blog post) works when this host sends
+// CORS headers (`Access-Control-Allow-Origin`, as GitHub Pages does).
 
 const here = new URL(".", import.meta.url);
+
+/** The inference worker. A page may start workers only from its own origin: on another origin,
+ *  a module worker from a `blob:` URL (which has the page's origin) imports this host's worker. */
+function startWorker() {
+  const url = new URL("worker.js", here);
+  if (url.origin === location.origin) return new Worker(url, { type: "module" });
+  const source = new Blob([`import ${JSON.stringify(url.href)};\n`], { type: "text/javascript" });
+  const blob = URL.createObjectURL(source);
+  const worker = new Worker(blob, { type: "module" });
+  setTimeout(() => URL.revokeObjectURL(blob), 60_000);
+  return worker;
+}
 
 /** The models this site ships or knows about (www/models.json). */
 let catalogue;
@@ -67,9 +83,13 @@ class Client {
    */
   start(backend = "auto", kernels = "auto") {
     if (this.worker) return this.ready;
-    this.worker = new Worker(new URL("worker.js", here), { type: "module" });
+    this.worker = startWorker();
     this.worker.onmessage = (event) => this.#receive(event.data);
-    this.worker.onerror = (event) => this.#crash(event.message || "the worker failed to start");
+    const crossOrigin = here.origin !== location.origin;
+    this.worker.onerror = (event) => this.#crash(event.message || (crossOrigin
+      ? `the worker failed to start: ${here.origin} must send CORS headers (Access-Control-Allow-Origin) ` +
+        "and this page's Content-Security-Policy must allow it in script-src and blob: in worker-src"
+      : "the worker failed to start"));
     // Resolves once the worker knows its backend (the wasm module may still be compiling).
     this.ready = this.#call({ type: "init", backend, kernels }).then((info) => {
       this.backend = info.backend;
@@ -107,10 +127,32 @@ class Client {
     return this.#load(name, { bytes }, [bytes.buffer]);
   }
 
-  /** Generates images; `onProgress({step, total, t, msPerStep, preview?})` after each step. */
-  async generate(model, request, onProgress) {
+  /**
+   * Generates images; `onProgress({step, total, t, msPerStep, preview?})` after each step. An
+   * AbortSignal in `options.signal` cancels: the promise rejects at once with an AbortError, the
+   * worker stops between two steps and takes the next request.
+   */
+  async generate(model, request, onProgress, { signal } = {}) {
+    signal?.throwIfAborted();
     await this.load(model);
-    return this.#call({ type: "generate", model, request }, [], onProgress);
+    signal?.throwIfAborted();
+    const id = this.nextId;
+    const result = this.#call({ type: "generate", model, request }, [], onProgress);
+    if (!signal) return result;
+    const stop = () => {
+      this.worker?.postMessage({ type: "cancel", target: id });
+      this.#settle(id, (call) => call.reject(new DOMException("cancelled", "AbortError")));
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    return result.finally(() => signal.removeEventListener("abort", stop));
+  }
+
+  /** Ends pending call `id` with `how(call)`, if it is still pending. */
+  #settle(id, how) {
+    const call = this.pending.get(id);
+    if (!call) return;
+    this.pending.delete(id);
+    how(call);
   }
 
   /**

@@ -3,14 +3,21 @@
 //   <script type="module" src="https://your.site/dit-web/dit-widget.js"></script>
 //   <dit-generate model="mnist" labels="3 1 4" steps="20"></dit-generate>
 //
+// The post may live on any origin: everything the widget loads (client, worker, wasm, weights,
+// models.json) is resolved against this file's URL, and the worker is started through a blob:
+// URL where the post's origin differs. The host of this file must then send CORS headers
+// (`Access-Control-Allow-Origin: *`, as GitHub Pages does; `tools/serve.mjs` does too), and a post
+// with a Content-Security-Policy must allow that host in script-src and connect-src, and blob: in
+// worker-src.
+//
 // Attributes: model (a name from models.json; default: the largest MNIST model on WebGPU, the
 // smallest on the CPU fallback), labels (names, space or comma separated), and the sampler:
 // sampler (dpm++ | ddim | ddpm), steps, cfg (guidance), cfg-interval (the timesteps guided,
 // "lo hi", or "all"); each defaults to the model card's in models.json, else dpm++, 20, 3 and all,
 // seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
-// that. All widgets on a page share one worker and one copy of each model's weights.
-// The widget must be served from the same origin as the page (workers are same-origin).
+// that. All widgets on a page share one worker and one copy of each model's weights. While it
+// runs, the button stops it. Events: "generated" (detail: the result), "cancelled".
 
 import { drawGrid } from "./grid.js";
 
@@ -49,13 +56,14 @@ class DitGenerate extends HTMLElement {
     this.bar = this.shadowRoot.querySelector("progress");
     this.status = this.shadowRoot.querySelector(".status");
     this.runs = 0;
-    this.button.addEventListener("click", () => this.generate(this.runs > 0));
+    this.button.addEventListener("click", () => {
+      if (this.running) this.abort?.abort();
+      else this.generate(this.runs > 0);
+    });
   }
 
   connectedCallback() {
-    const labels = this.#labels();
-    const scale = this.getAttribute("model") === "celeba" ? 1 : 3;
-    this.canvas.style.width = `${Math.max(96, labels.length * 30 * scale)}px`;
+    this.#size(28);
     if ((this.getAttribute("start") || "visible") === "visible" && "IntersectionObserver" in window) {
       this.observer = new IntersectionObserver((entries) => {
         if (entries.some((e) => e.isIntersecting)) {
@@ -69,6 +77,14 @@ class DitGenerate extends HTMLElement {
 
   disconnectedCallback() {
     this.observer?.disconnect();
+    this.abort?.abort();
+  }
+
+  /** Shows images of `side` pixels at about 84 CSS pixels each (MNIST's 28 at 3x). */
+  #size(side) {
+    const scale = Math.max(1, Math.round(84 / side));
+    const columns = Math.min(this.#labels().length, 10);
+    this.canvas.style.width = `${Math.max(96, columns * (side + 2) * scale)}px`;
   }
 
   #labels() {
@@ -91,7 +107,8 @@ class DitGenerate extends HTMLElement {
   async generate(fresh) {
     if (this.running) return;
     this.running = true;
-    this.button.disabled = true;
+    this.abort = new AbortController();
+    this.button.textContent = "Stop";
     this.status.className = "status";
     try {
       // The heavy part starts here, on first use, once per page.
@@ -104,11 +121,13 @@ class DitGenerate extends HTMLElement {
       const off = client.on((e) => {
         if (e.type === "download" && e.total) this.bar.value = e.loaded / e.total;
       });
+      let meta;
       try {
-        await client.load(model);
+        meta = await client.load(model);
       } finally {
         off();
       }
+      this.#size(meta.model.input_size);
       const card = (await models())[model] ?? {};
       const request = {
         labels: this.#labels(),
@@ -123,7 +142,7 @@ class DitGenerate extends HTMLElement {
         this.bar.value = p.step / p.total;
         this.status.textContent = `${p.step}/${p.total}`;
         if (p.preview) drawGrid(this.canvas, p.preview);
-      });
+      }, { signal: this.abort.signal });
       drawGrid(this.canvas, result.images);
       this.bar.value = 1;
       this.status.textContent = `${(result.totalMs / 1000).toFixed(1)} s, ${client.backend}`;
@@ -131,12 +150,14 @@ class DitGenerate extends HTMLElement {
       this.dataset.state = "done";
       this.dispatchEvent(new CustomEvent("generated", { detail: result }));
     } catch (error) {
-      this.status.textContent = error.message;
-      this.status.className = "status error";
-      this.dataset.state = "error";
+      const stopped = error.name === "AbortError";
+      this.status.textContent = stopped ? "stopped" : error.message;
+      this.status.className = stopped ? "status" : "status error";
+      this.dataset.state = stopped ? "cancelled" : "error";
+      if (stopped) this.dispatchEvent(new CustomEvent("cancelled"));
     } finally {
       this.running = false;
-      this.button.disabled = false;
+      this.abort = null;
       this.button.textContent = "Again";
     }
   }

@@ -2,10 +2,11 @@
 // and from this cache when not. Weights are cached by worker.js in their own cache, so they are
 // downloaded once, not on every visit.
 
-const SHELL = "dit-web-shell-v1";
+const SHELL = "dit-web-shell-v2";
 const FILES = [
   "./", "index.html", "app.js", "client.js", "grid.js", "worker.js", "adapter.js", "style.css", "models.json",
-  "dit-widget.js", "embed.html", "embed.css", "pkg/dit_web.js", "pkg/dit_web_bg.wasm",
+  "dit-widget.js", "embed.html", "frame.js", "frame.css", "post.html", "embed.css", "about.html",
+  "pkg/dit_web.js", "pkg/dit_web_bg.wasm",
 ];
 
 self.addEventListener("install", (event) => {
@@ -13,7 +14,10 @@ self.addEventListener("install", (event) => {
 });
 
 self.addEventListener("activate", (event) => {
-  event.waitUntil(self.clients.claim());
+  // Shells of earlier versions go.
+  const old = caches.keys().then((keys) =>
+    Promise.all(keys.filter((k) => k.startsWith("dit-web-shell-") && k !== SHELL).map((k) => caches.delete(k))));
+  event.waitUntil(old.then(() => self.clients.claim()));
 });
 
 self.addEventListener("fetch", (event) => {

@@ -1,5 +1,9 @@
 // All inference happens here, off the page's thread: wasm init, backend choice, weight download
-// and caching, generation. Messages: init, load, generate (see client.js).
+// and caching, generation. Messages: init, load, generate, cancel (see client.js).
+//
+// Generations run one at a time, in the order asked. After every step the worker yields to its
+// message queue, so a `cancel` for the running generation is read between two steps and stops
+// it there; the next generation then starts at once, on the same module and weights.
 
 import init, { cpuLibrary, DitSession, maxBatch, setOwnWebGpuKernels } from "./pkg/dit_web.js";
 import { describeAdapter, ownKernelsFor } from "./adapter.js";
@@ -17,6 +21,45 @@ let ownKernels = true;
 let wasmReady = null;
 const wasm = () => (wasmReady ??= init());
 const sessions = new Map(); // model name -> DitSession with its weights loaded
+let queue = Promise.resolve(); // the generation running now, and those waiting for it
+const cancelled = new Set(); // ids of generations asked to stop
+
+class Cancelled extends Error {
+  constructor() {
+    super("cancelled");
+    this.name = "Cancelled";
+  }
+}
+
+/** Resolves after the messages waiting in the worker's queue (a cancel among them) are handled. */
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function generateNow(id, model, request) {
+  try {
+    if (cancelled.has(id)) throw new Cancelled();
+    const session = sessions.get(model);
+    if (!session) throw new Error(`model "${model}" is not loaded`);
+    const started = performance.now();
+    let last = started;
+    const stepMs = [];
+    const images = await session.generate(request, async (p) => {
+      const now = performance.now();
+      stepMs.push(now - last);
+      const transfer = p.preview ? p.preview.map((im) => im.rgba.buffer) : [];
+      self.postMessage({ type: "progress", id, ...p, msPerStep: stepMs.at(-1) }, transfer);
+      await nextTurn();
+      if (cancelled.has(id)) throw new Cancelled();
+      last = performance.now();
+    });
+    const totalMs = performance.now() - started;
+    // The first step compiles shaders; the median is the steady-state figure.
+    const sorted = [...stepMs].sort((a, b) => a - b);
+    const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+    return { images, backend, totalMs, msPerStep: median, firstStepMs: stepMs[0] || 0 };
+  } finally {
+    cancelled.delete(id);
+  }
+}
 
 async function chooseBackend(preference, kernels) {
   if (preference !== "cpu" && self.navigator.gpu) {
@@ -28,7 +71,7 @@ async function chooseBackend(preference, kernels) {
       ownKernels = ownKernelsFor(kind, kernels);
       // A software adapter (Chromium's SwiftShader, Mesa's llvmpipe/lavapipe) emulates a GPU on the
       // CPU: there the CPU backend was 4-5x faster per step and drew the first digit 3-4.4x sooner
-      // (README, "Time to first image"), so "auto" takes the CPU; `backend=webgpu` still uses it.
+      // (docs/browser.md, "Time to first image"), so "auto" takes the CPU; `backend=webgpu` still uses it.
       if (!kind.software || preference === "webgpu") return "webgpu";
       [softwareAdapter, adapterInfo] = [adapterInfo, null];
       return "cpu";
@@ -123,24 +166,16 @@ const handlers = {
     return { ...meta, bytes: data.length, adapter: adapterInfo, kernels: kernelsName(), maxBatch: maxBatch() };
   },
 
-  async generate({ id, model, request }) {
-    const session = sessions.get(model);
-    if (!session) throw new Error(`model "${model}" is not loaded`);
-    const started = performance.now();
-    let last = started;
-    const stepMs = [];
-    const images = await session.generate(request, (p) => {
-      const now = performance.now();
-      stepMs.push(now - last);
-      last = now;
-      const transfer = p.preview ? p.preview.map((im) => im.rgba.buffer) : [];
-      self.postMessage({ type: "progress", id, ...p, msPerStep: stepMs.at(-1) }, transfer);
-    });
-    const totalMs = performance.now() - started;
-    // The first step compiles shaders; the median is the steady-state figure.
-    const sorted = [...stepMs].sort((a, b) => a - b);
-    const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
-    return { images, backend, totalMs, msPerStep: median, firstStepMs: stepMs[0] || 0 };
+  generate({ id, model, request }) {
+    const run = queue.then(() => generateNow(id, model, request));
+    queue = run.catch(() => {});
+    return run;
+  },
+
+  // Stops generation `target` between two steps (or before it starts).
+  cancel({ target }) {
+    cancelled.add(target);
+    return null;
   },
 };
 
@@ -152,7 +187,8 @@ self.onmessage = async (event) => {
     self.postMessage({ type: "result", id: message.id, result }, transfer);
   } catch (error) {
     const fatal = error instanceof WebAssembly.RuntimeError;
-    const text = error?.message || String(error);
-    self.postMessage({ type: "error", id: message.id, message: text, fatal });
+    // The module reports a callback's throw in its own words; a cancel is a cancel.
+    const text = cancelled.has(message.id) || /cancelled$/.test(error?.message) ? "cancelled" : error?.message || String(error);
+    self.postMessage({ type: "error", id: message.id, message: text, fatal, cancelled: text === "cancelled" });
   }
 };
