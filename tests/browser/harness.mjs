@@ -2,7 +2,7 @@
 // `trainer generate` for the same weights, labels, sampler, steps and seed.
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,9 +19,28 @@ export const FIXTURES = join(ROOT, "tests/browser/fixtures");
 /** The page and `trainer generate` agree within this much per channel (2/255). */
 export const TOLERANCE = 2;
 
-export async function startServer() {
-  const server = await serve(WWW, 0);
-  return { server, base: `http://127.0.0.1:${server.address().port}/` };
+/** Serves `root` (default www/) on a free port of `host`; a second host (127.0.0.2) is another
+ *  origin, and another site, for the cross-origin tests. */
+export async function startServer(root = WWW, host = "127.0.0.1", options = {}) {
+  const server = await serve(root, 0, host, options);
+  return { server, base: `http://${host}:${server.address().port}/` };
+}
+
+/** A copy of the site (links to www/'s files) whose weights/ also holds `extra` weight files, with
+ *  models.json written for them by tools/catalogue.mjs, as `make pkg` writes it for www/: what a
+ *  visitor sees when those files are dropped into www/weights/. Returns the folder. */
+export function siteWith(extra) {
+  const site = mkdtempSync(join(tmpdir(), "dit-web-site-"));
+  for (const entry of readdirSync(WWW)) {
+    if (entry !== "weights" && entry !== "models.json") symlinkSync(join(WWW, entry), join(site, entry));
+  }
+  mkdirSync(join(site, "weights"));
+  for (const file of readdirSync(join(WWW, "weights"))) symlinkSync(join(WWW, "weights", file), join(site, "weights", file));
+  for (const path of extra) symlinkSync(path, join(site, "weights", path.split("/").pop()));
+  const run = spawnSync("node", [join(ROOT, "tools/catalogue.mjs"), join(site, "weights"), join(site, "models.json")],
+    { encoding: "utf8" });
+  if (run.status !== 0) throw new Error(`catalogue.mjs failed:\n${run.stderr}`);
+  return site;
 }
 
 /** Chromium as the issue prescribes; without `webgpu` the page must fall back to the CPU. */
@@ -57,9 +76,10 @@ export async function openPage(context) {
   return { page, problems };
 }
 
-/** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded;
- *  `cfgInterval` ([lo, hi]) guides only those timesteps. */
-export function reference({ model, weights = weightsOf(model), labels, steps, seed, sampler = "dpm++", cfg = 1, cfgInterval }) {
+/** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded
+ *  (with `each`, every image's own PNG, in label order); `cfgInterval` ([lo, hi]) guides only those
+ *  timesteps. */
+export function reference({ model, weights = weightsOf(model), labels, steps, seed, sampler = "dpm++", cfg = 1, cfgInterval, each = false }) {
   const out = mkdtempSync(join(tmpdir(), "dit-web-ref-"));
   try {
     // TRAINER=path/to/trainer uses a built binary instead of `cargo run`.
@@ -74,6 +94,10 @@ export function reference({ model, weights = weightsOf(model), labels, steps, se
     ];
     const run = spawnSync(command, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     if (run.status !== 0) throw new Error(`trainer generate failed:\n${run.stderr}`);
+    if (each) {
+      return readdirSync(out).filter((f) => /^\d{4}_label-/.test(f)).sort()
+        .map((f) => PNG.sync.read(readFileSync(join(out, f))));
+    }
     return PNG.sync.read(readFileSync(join(out, "grid.png")));
   } finally {
     rmSync(out, { recursive: true, force: true });

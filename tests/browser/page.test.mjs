@@ -60,12 +60,16 @@ async function assertCardSettings(page, model) {
   const info = await page.locator("#model-info").textContent();
   if (card.trained) assert.ok(info.includes(card.trained), `${model}: the card's training story in "${info}"`);
   else assert.ok(info.includes(`trained ${card.step.toLocaleString("en-US")} steps`), `${model}: step in "${info}"`);
+  // One line of quality and one of speed on this backend, with a link to the details.
+  assert.ok(info.includes(card.quality), `${model}: the card's quality in "${info}"`);
+  assert.ok(Object.values(card.speed).some((line) => info.includes(line)), `${model}: a speed line in "${info}"`);
+  assert.equal(await page.locator("#model-info a").getAttribute("href"), card.details);
 }
 
 /** Loads the small `in-context` and `cross-attn` models through the file picker, and compares what the
  *  page draws with them to `trainer generate`. */
 async function assertOtherDesigns(context, t, backend) {
-  // Small models trained with `trainer train --conditioning in-context|cross-attn` (README: conditioning).
+  // Small models trained with `trainer train --conditioning in-context|cross-attn` (docs/architecture.md: the four designs).
   const { page, problems } = await openPage(context);
   await page.goto(`${base}index.html?backend=${backend}`);
   await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
@@ -217,9 +221,9 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     assert.deepEqual(problems, []);
   });
 
-  test("the widget on the embed page draws the digits trainer generate draws", async (t) => {
+  test("the widget in the example post draws the digits trainer generate draws", async (t) => {
     const { page, problems } = await openPage(chrome.context);
-    await page.goto(`${base}embed.html`);
+    await page.goto(`${base}post.html`);
     // The first widget starts when visible; the second waits for a click.
     const pi = page.locator("#pi");
     await page.waitForFunction(() => document.querySelector("#pi").dataset.state, null, { timeout: TIMEOUT });

@@ -200,6 +200,40 @@ fn train_resume_export_generate() {
         out2.to_str().unwrap(),
     ]));
     assert_eq!(files(&out2), ["0000_label-0.png", "grid.png"]);
+    // Step counts the schedule (mnist-cpu: 400 timesteps, all noisy) cannot give are refused,
+    // and nothing is written.
+    for (sampler, steps, expected) in [
+        (
+            "dpm++",
+            "0",
+            "0 sampler steps: this model has 400 noisy timesteps, so give 1..=400 steps",
+        ),
+        (
+            "dpm++",
+            "100000000",
+            "100000000 sampler steps: this model has 400 noisy timesteps",
+        ),
+        ("ddpm", "401", "give 1..=400 steps (or 0: every timestep)"),
+    ] {
+        let out3 = work.path().join(format!("out3-{sampler}-{steps}"));
+        let refused = trainer(&[
+            "generate",
+            "--run",
+            run_s,
+            "--labels",
+            "0",
+            "--sampler",
+            sampler,
+            "--steps",
+            steps,
+            "--out",
+            out3.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "--steps {steps} succeeded");
+        assert!(text.contains(expected), "--steps {steps}: {text}");
+        assert!(!out3.exists(), "--steps {steps} wrote {}", out3.display());
+    }
 }
 
 /// SIGTERM during training (Ctrl-C's SIGINT takes the same path) stops after the step in flight,
