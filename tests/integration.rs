@@ -9,6 +9,7 @@ mod common;
 mod flex_kernels;
 mod generate;
 mod model;
+mod readme;
 mod request;
 mod sampler_maths;
 mod weights;
