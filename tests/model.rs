@@ -44,7 +44,7 @@ fn celeba_preset_has_the_reference_parameter_count() {
 
 #[test]
 fn cpu_preset_has_the_documented_parameter_count() {
-    // README: the `mnist-cpu` preset.
+    // docs/architecture.md: the `mnist-cpu` preset.
     let config = Preset::mnist_cpu().model;
     assert_eq!(config.init::<B>(&device()).num_params(), 4_136_848);
 }

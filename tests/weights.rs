@@ -92,7 +92,7 @@ fn f16_and_int8_stay_close_to_f32() {
 }
 
 /// The figures for the issue note: per-matrix and output error of int8 and f16 on the MNIST
-/// preset with random weights of a trained model's scale (trained weights: see the README).
+/// preset with random weights of a trained model's scale (trained weights: docs/models.md).
 #[test]
 fn quantization_report_for_the_mnist_preset() {
     let config = Preset::mnist().model;

@@ -45,7 +45,7 @@ static OWN_WGPU: AtomicBool = AtomicBool::new(true);
 /// Which of dit-web's own code the model takes, per backend; where a flag is off, every op of that
 /// backend takes burn's path. Both are on by default. The own burn-wgpu kernels were made for
 /// software adapters (Chromium's SwiftShader), where they are 10-40x faster than burn's; on an
-/// NVIDIA H200 through Vulkan burn's were 1.9-2.5x faster than them (README, "The same sampler
+/// NVIDIA H200 through Vulkan burn's were 1.9-2.5x faster than them (docs/browser.md, "The same sampler
 /// natively on a real GPU"), so the page and the trainer turn `wgpu` off on hardware adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OwnKernels {

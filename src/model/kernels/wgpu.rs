@@ -8,7 +8,7 @@
 //! Why: on Chromium's SwiftShader adapter burn-wgpu's matmul (cubek's unit-tiled kernel, the one it
 //! picks without autotune) ran at about 0.1-0.2 GFLOP/s and took 97 % of a sampler step; a
 //! register-tiled kernel of this shape ran the model's shapes at 3.5-4.4 GFLOP/s in a raw-WGSL
-//! probe on the same adapter (README, "Where a WebGPU step's time goes"). The kernels are plain
+//! probe on the same adapter (docs/browser.md, "Where a WebGPU step's time goes"). The kernels are plain
 //! WGSL once compiled, so they run on any WebGPU adapter.
 //!
 //! The model calls them from `forward_linear`, `Attention::forward` and `norm_modulate`; tensors
