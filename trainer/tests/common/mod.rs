@@ -1,5 +1,5 @@
 #![allow(dead_code)]
-//! A tiny MNIST-format dataset written by the tests (no ../shared needed).
+//! A tiny MNIST-format dataset written by the tests (no dataset download needed).
 
 use std::io::Write;
 use std::path::Path;
