@@ -32,7 +32,6 @@ enum Command {
     Bench(cli::bench::Args),
     Report(cli::report::Args),
     Shapes(cli::shapes::Args),
-    Orchestrator(cli::orchestrator::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,7 +48,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Shapes(args) => cli::shapes::run(args),
-        Command::Orchestrator(args) => cli::orchestrator::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

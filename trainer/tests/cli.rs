@@ -748,3 +748,87 @@ fn classifier_and_eval_score_a_model_per_digit() {
         );
     }
 }
+
+/// Two machines (here two processes on the loopback address), one device each, train as one
+/// process of two devices does, and that as one device of the whole batch: the same losses and
+/// gradient norms at every step. Only machine 0 writes the run folder.
+#[test]
+fn two_processes_joined_over_tcp_train_as_one() {
+    let (work, data, run, _) = workspace(20);
+    let data_s = data.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let master = format!("127.0.0.1:{port}");
+    let common = |run: &Path| -> Vec<String> {
+        [
+            "train",
+            "--preset",
+            "mnist-cpu",
+            "--hidden-size",
+            "32",
+            "--depth",
+            "1",
+            "--num-heads",
+            "2",
+            "--patch-size",
+            "7",
+            "--data",
+            data_s,
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--sample-every",
+            "0",
+            "--grad-clip",
+            "1",
+            "--run",
+            run.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let spawn = |rank: &str, run: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(common(run))
+            .args(["--nodes", "2", "--node-rank", rank, "--master", &master])
+            .output()
+    };
+    let other = work.path().join("other");
+    let (zero, one) = std::thread::scope(|s| {
+        let zero = s.spawn(|| spawn("0", &run).unwrap());
+        let one = s.spawn(|| spawn("1", &other).unwrap());
+        (zero.join().unwrap(), one.join().unwrap())
+    });
+    ok(zero);
+    ok(one);
+    assert!(!other.exists(), "machine 1 wrote a run folder");
+    let single = work.path().join("single");
+    let args = common(&single);
+    ok(trainer(
+        &args.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    ));
+    let two_devices = work.path().join("two-devices");
+    let mut args = common(&two_devices);
+    args.extend(["--devices".to_string(), "2".to_string()]);
+    ok(trainer(
+        &args.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    ));
+    let rows = |dir: &Path| trainer::report::metrics::read(&dir.join("metrics.jsonl")).unwrap();
+    let reference = rows(&single);
+    assert_eq!(reference.len(), 3);
+    for other in [rows(&run), rows(&two_devices)] {
+        assert_eq!(other.len(), 3);
+        for (a, b) in reference.iter().zip(&other) {
+            assert!((a.loss - b.loss).abs() <= 1e-5 * a.loss, "{a:?} vs {b:?}");
+            assert!(
+                (a.grad_norm - b.grad_norm).abs() <= 1e-5 * a.grad_norm,
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+}

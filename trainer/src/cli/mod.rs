@@ -11,7 +11,6 @@ pub mod export;
 pub mod generate;
 pub mod import_torch;
 pub mod lr_find;
-pub mod orchestrator;
 pub mod report;
 pub mod shapes;
 pub mod train;

@@ -116,19 +116,16 @@ struct ParallelArgs {
         conflicts_with = "devices"
     )]
     device_ids: Vec<usize>,
-    /// Machines taking part; each runs the same command with its own --node-rank and
-    /// --node-address, all with the address of one `trainer orchestrator`.
+    /// Machines taking part; each runs the same command with its own --node-rank and the same
+    /// --master.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     nodes: u32,
     /// This machine's rank, 0..nodes; rank 0 writes the run folder.
     #[arg(long, default_value_t = 0)]
     node_rank: u32,
-    /// The orchestrator's address, ws://host:port.
-    #[arg(long, value_name = "URL")]
-    orchestrator: Option<String>,
-    /// The address the other machines reach this one at, ws://host:port (a free port).
-    #[arg(long, value_name = "URL")]
-    node_address: Option<String>,
+    /// Where machine 0 listens for the others, HOST:PORT (on machine 0: an address of its own).
+    #[arg(long, value_name = "HOST:PORT")]
+    master: Option<String>,
 }
 
 impl ParallelArgs {
@@ -141,8 +138,7 @@ impl ParallelArgs {
             devices,
             nodes: self.nodes,
             rank: self.node_rank,
-            orchestrator: self.orchestrator.clone(),
-            node_address: self.node_address.clone(),
+            master: self.master.clone(),
             fault: None,
         }
     }

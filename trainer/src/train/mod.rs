@@ -8,6 +8,7 @@ pub mod config;
 pub mod ema;
 pub mod lr;
 pub mod lr_find;
+pub mod mesh;
 pub mod parallel;
 pub mod signal;
 pub mod step;
@@ -278,8 +279,8 @@ impl<'a, B: AutodiffBackend> Replicas<'a, B> {
     }
 
     /// The leader's weights on every device.
-    fn join(&self, model: Dit<B>) -> Result<Dit<B>, TrainError> {
-        match &self.group {
+    fn join(&mut self, model: Dit<B>) -> Result<Dit<B>, TrainError> {
+        match &mut self.group {
             None => Ok(model),
             Some(group) => group
                 .join(&self.device, model)
