@@ -54,7 +54,7 @@ builds=(plain "$trainer")
 [ -n "${TUNED:-}" ] && builds+=(tuned "$TUNED" tuned-cached "$TUNED")
 
 if [ "${QUICK:-0}" = 1 ]; then
-  warm=1 steps=2 big=4 micro=2 mnist_big=8 limit=600 learn_steps=${LEARN_STEPS:-20}
+  warm=1 steps=2 big=4 micro=2 mnist_big=8 limit=600 learn_steps=${LEARN_STEPS:-200}
   net=(--hidden-size 32 --depth 1 --num-heads 2 --patch-size 16)
 else
   warm=3 steps=20 big=112 micro=8 mnist_big=256 limit=300 learn_steps=${LEARN_STEPS:-400}
@@ -133,11 +133,13 @@ learn() {
   "$trainer" "${args[@]}" > "$out/logs/learn-first.log" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
-    [ "$(wc -l < "$run/metrics.jsonl" 2>/dev/null || echo 0)" -ge "$half" ] && kill -INT "$pid" && break
-    sleep 1
+    [ "$(cat "$run/metrics.jsonl" 2>/dev/null | wc -l)" -ge "$half" ] && kill -INT "$pid" && break
+    sleep 0.2
   done
   wait "$pid"
-  echo "{\"kind\":\"learn\",\"step\":\"learn-first\",\"rc\":$?,\"rows\":$(wc -l < "$run/metrics.jsonl")}" >> "$results"
+  local rc=$? rows
+  rows=$(cat "$run/metrics.jsonl" 2>/dev/null | wc -l)
+  echo "{\"kind\":\"learn\",\"step\":\"learn-first\",\"rc\":$rc,\"rows\":$rows}" >> "$results"
   step learn-resume "$tag" "$trainer" "${args[@]}" --resume
   step learn-generate "$tag" "$trainer" generate --run "$run" --labels female female female \
     female male male male male --sampler ddpm --steps 100 --cfg 2 --clip-x0 --seed 3 --backend "$backend" \
