@@ -13,10 +13,14 @@ let DitSession;
 let kernels = "dit-web";
 // `?model=mnist` benchmarks another weight file of www/weights/ (default: the small model).
 const model = params.get("model") || "mnist-cpu";
-if (!/^[\w-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
+if (!/^[\w/-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
+// `?model=bench/celeba` reads www/bench/celeba.safetensors (files made for a measurement).
+const weightsUrl = model.includes("/") ? `${model}.safetensors` : `weights/${model}.safetensors`;
 const batches = (params.get("batches") || "1,4,16").split(",").map(Number);
 const steps = Number(params.get("steps") || 6);
 const backends = (params.get("backends") || "webgpu,cpu").split(",");
+// `?preview=1`: every step also hands the current prediction of the images to the callback.
+const preview = params.get("preview") === "1";
 // `?profile=1`: where each step's time goes on WebGPU (bench-profile.js), in `row.profile`.
 let profiler = null;
 const log = (line) => {
@@ -55,7 +59,7 @@ async function ditWeb(weights, backend) {
     const cuts = [];
     profiler?.cut(); // what loading the weights did is not a step's
     let last = performance.now();
-    await session.generate({ labels, steps, seed: 0 }, (p) => {
+    await session.generate({ labels, steps, seed: 0, preview }, (p) => {
       const now = performance.now();
       times.push(now - last);
       last = now;
@@ -63,9 +67,15 @@ async function ditWeb(weights, backend) {
       cutStep(backend, cuts);
     });
     const ms = median(times.slice(1));
+    // What a step spends outside the network, its read-back and the solver: building the
+    // progress event (and its preview images) and crossing into this callback and back.
+    const boundary = median(times.slice(1).map((t, i) => {
+      const { networkMs, readBackMs, updateMs } = timings[i + 1];
+      return t - networkMs - readBackMs - updateMs;
+    }));
     // Steady state: every step after the first (which compiles the shaders).
     addRow({ engine: "dit-web", library, kernels: backend === "webgpu" ? kernels : "dit-web", model, backend, batch, msPerStep: ms, msPerImageStep: ms / batch, firstStepMs: times[0],
-      timing: medians(timings.slice(1)), profile: await steadyProfile(cuts) });
+      boundaryMs: boundary, preview, timing: medians(timings.slice(1)), profile: await steadyProfile(cuts) });
     log(`dit-web (${library}) ${backend} batch ${batch}: ${ms.toFixed(1)} ms/step`);
   }
 }
@@ -113,7 +123,7 @@ async function run() {
     const module = await import(`./${pkg}/dit_web.js`);
     await module.default();
     DitSession = module.DitSession;
-    const weights = new Uint8Array(await (await fetch(`weights/${model}.safetensors`)).arrayBuffer());
+    const weights = new Uint8Array(await (await fetch(weightsUrl)).arrayBuffer());
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
     if (adapter && module.setOwnWebGpuKernels) {
       const own = ownKernelsFor(describeAdapter(adapter), params.get("kernels"));

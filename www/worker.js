@@ -31,8 +31,15 @@ class Cancelled extends Error {
   }
 }
 
-/** Resolves after the messages waiting in the worker's queue (a cancel among them) are handled. */
-const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
+/** Resolves after the messages waiting in the worker's queue (a cancel among them) are handled:
+ *  a message to itself, which no browser delays the way it may clamp nested timers. */
+const turns = new MessageChannel();
+const waiting = [];
+turns.port1.onmessage = () => waiting.shift()?.();
+const nextTurn = () => new Promise((resolve) => {
+  waiting.push(resolve);
+  turns.port2.postMessage(null);
+});
 
 async function generateNow(id, model, request) {
   try {

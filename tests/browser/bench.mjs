@@ -3,7 +3,9 @@
 // as JSON: `make bench-browser` (BATCHES=1,4 STEPS=6 to change the sweep). PKGS=pkg,bench/pkg-flex
 // runs the page once per wasm module (`make bench-cpu-backends`); ONNX=0 leaves onnxruntime-web out;
 // MODELS=mnist-cpu,mnist picks the weight files (default: the small model); PROFILE=1 adds where
-// each WebGPU step's time goes (www/bench-profile.js).
+// each WebGPU step's time goes (www/bench-profile.js); PREVIEW=1 has every step hand its preview
+// images to the callback (the `boundaryMs` column: a step's time outside the network, read-back
+// and solver).
 // onnxruntime-web is served from www/vendor/ (copied from node_modules) when installed.
 
 import { cpSync, existsSync } from "node:fs";
@@ -29,6 +31,7 @@ try {
       backends: process.env.BACKENDS || "webgpu,cpu",
       onnx: process.env.ONNX || "1",
       profile: process.env.PROFILE || "0",
+      preview: process.env.PREVIEW || "0",
     });
     await page.goto(`${base}bench.html?${query}`);
     await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, {
