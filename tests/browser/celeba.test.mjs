@@ -53,6 +53,9 @@ async function drawOnPage(chrome, backend, t) {
   assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);
   assert.ok(spread(png) > 10, "the images are not blank");
   assert.ok(colourfulness(png) > 5, "the images are in colour");
+  // After a run, the page says what the next one will take, from the speed it just measured.
+  assert.match(await page.locator("#estimate").textContent(),
+    new RegExp(`about [\\d.]+ (s|min [\\d]+ s) per step, .* for this run on ${backend}`));
   assert.deepEqual(problems, []);
 }
 
