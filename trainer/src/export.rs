@@ -24,7 +24,7 @@ pub enum ExportError {
 /// The latest checkpoint's EMA (or raw) weights as an f32 [`WeightFile`], described by the run's
 /// `run.json`.
 pub fn from_run(run: &RunDir, ema: bool) -> Result<WeightFile, ExportError> {
-    let config = run.read_config()?;
+    let config = crate::train::config::RunConfig::read(run)?;
     let dir = run.latest_checkpoint()?;
     let state = checkpoint::load_state(&dir)?;
     let device = Default::default();

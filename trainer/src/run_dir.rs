@@ -1,7 +1,8 @@
 //! A run folder: the one place that knows where a training run keeps each of its files.
 //!
 //! ```text
-//! <run>/run.json              the run's settings (crate::train::config::RunConfig)
+//! <run>/run.json              the run's settings (crate::train::config::RunConfig reads and
+//!                             writes it)
 //! <run>/metrics.jsonl         one MetricsRow per optimizer step
 //! <run>/checkpoints/latest    the name of the newest checkpoint folder
 //! <run>/checkpoints/step-N/   model, ema, optimizer (burn records), state.json
@@ -13,8 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use dit_web::PathError;
-
-use crate::train::config::RunConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -96,46 +95,11 @@ impl RunDir {
     pub fn progress_gif(&self) -> PathBuf {
         self.root.join("progress.gif")
     }
-
-    pub fn read_config(&self) -> Result<RunConfig, RunError> {
-        let path = self.config_file();
-        let bytes = std::fs::read(&path).map_err(|e| RunError::Config {
-            reason: format!("{e} (is {} a run folder?)", self.root.display()),
-            path: path.clone(),
-        })?;
-        RunConfig::from_json(&bytes).map_err(|reason| RunError::Config { path, reason })
-    }
-
-    /// Creates the folder and writes `run.json`.
-    pub fn write_config(&self, config: &RunConfig) -> Result<(), RunError> {
-        let io = |path: &Path| PathError::at(path);
-        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let json = serde_json::to_vec_pretty(config).expect("the run config serializes");
-        let path = self.config_file();
-        dit_web::atomic::write(&path, &json).map_err(io(&path))?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::config::TrainConfig;
-    use dit_web::Preset;
-
-    #[test]
-    fn run_json_holds_the_whole_network() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path().join("run"));
-        let mut preset = Preset::mnist_cpu();
-        preset.model.depth = 2; // not the preset's: the file must say so itself
-        let mut train = TrainConfig::defaults(&preset);
-        train.label_dropout = 0.0;
-        let config = RunConfig::new(&preset, train);
-        assert_eq!(config.model.class_dropout, 0.0);
-        run.write_config(&config).unwrap();
-        assert_eq!(run.read_config().unwrap(), config);
-    }
 
     #[test]
     fn checkpoint_folders_name_their_step() {

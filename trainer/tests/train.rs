@@ -487,7 +487,7 @@ fn a_time_budget_fits_the_schedule_and_keeps_its_last_step() {
         };
         let outcome = train_tiny(&config, &data, dir.path(), false).unwrap();
         let run = RunDir::new(dir.path());
-        let recorded = run.read_config().unwrap().train;
+        let recorded = RunConfig::read(&run).unwrap().train;
         let latest = run.latest_checkpoint().unwrap();
         let state = checkpoint::load_state(&latest).unwrap();
         let metrics = trainer::report::metrics::read(&dir.path().join("metrics.jsonl")).unwrap();

@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
-use dit_web::{DitConfig, Preset, ScheduleConfig};
+use dit_web::{DitConfig, PathError, Preset, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
 use super::lr::{self, LrSchedule};
+use crate::run_dir::{RunDir, RunError};
 
 /// How a run trains (what it trains is the rest of [`RunConfig`], saved with it as `run.json`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -114,7 +115,26 @@ impl RunConfig {
         }
     }
 
-    /// Reads `run.json`. Files written before it held the network (only a preset name beside
+    /// Reads the run folder's `run.json`.
+    pub fn read(run: &RunDir) -> Result<Self, RunError> {
+        let path = run.config_file();
+        let bytes = std::fs::read(&path).map_err(|e| RunError::Config {
+            reason: format!("{e} (is {} a run folder?)", run.root().display()),
+            path: path.clone(),
+        })?;
+        Self::from_json(&bytes).map_err(|reason| RunError::Config { path, reason })
+    }
+
+    /// Creates the run folder and writes `run.json`, whole or not at all.
+    pub fn write(&self, run: &RunDir) -> Result<(), RunError> {
+        std::fs::create_dir_all(run.root()).map_err(PathError::at(run.root()))?;
+        let json = serde_json::to_vec_pretty(self).expect("the run config serializes");
+        let path = run.config_file();
+        dit_web::atomic::write(&path, &json).map_err(PathError::at(&path))?;
+        Ok(())
+    }
+
+    /// Parses `run.json`. Files written before it held the network (only a preset name beside
     /// the training settings) get that preset's network, schedule and labels.
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -160,6 +180,18 @@ mod tests {
             time_budget: None,
             read_every: 1,
         }
+    }
+
+    #[test]
+    fn run_json_holds_the_whole_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        let mut preset = Preset::mnist_cpu();
+        preset.model.depth = 2; // not the preset's: the file must say so itself
+        let config = RunConfig::new(&preset, train_config());
+        assert_eq!(config.model.class_dropout, 0.0);
+        config.write(&run).unwrap();
+        assert_eq!(RunConfig::read(&run).unwrap(), config);
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn train_on_devices<B: AutodiffBackend, D: Dataset>(
         mut state,
     } = start::<B>(run_config, run, resume, device)?;
     if writes {
-        run.write_config(run_config)?;
+        run_config.write(run)?;
     }
     let follower = Follower {
         run_config,
@@ -388,7 +388,7 @@ fn start<B: AutodiffBackend>(
         ema = model.valid();
     }
     if let Some(dir) = latest {
-        let saved = run.read_config()?;
+        let saved = RunConfig::read(run)?;
         if saved.model != run_config.model || saved.schedule != run_config.schedule {
             return Err(TrainError::Config(format!(
                 "{} trains another network or schedule ({}); resume it with the same \
@@ -583,7 +583,7 @@ fn record_budgeted_steps(
     let mut recorded = run_config.clone();
     recorded.train.steps = total;
     recorded.train.lr.total = total;
-    run.write_config(&recorded)?;
+    recorded.write(run)?;
     eprintln!(
         "time budget {} s: training to step {total}",
         run_config.train.time_budget.unwrap_or_default()
