@@ -11,7 +11,7 @@ use dit_web::model::Dit;
 use dit_web::Preset;
 use trainer::data::loader::Loader;
 use trainer::data::Dataset;
-use trainer::train::step::{optimizer_step, Batch};
+use trainer::train::step::{optimizer_step, HostBatch};
 
 /// Random digits-shaped images in memory: the step's cost does not depend on their content.
 struct Noise(usize);
@@ -56,15 +56,15 @@ fn step_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str) {
     group.sample_size(10).throughput(Throughput::Elements(64));
     group.bench_function(format!("mnist-cpu/batch64/{backend}"), |b| {
         b.iter(|| {
-            let batch = Batch::<B>::draw(
+            let batch = HostBatch::draw(
                 &mut loader,
                 &mut rng,
                 &schedule,
                 &preset.model,
                 64,
                 preset.model.class_dropout,
-                &device,
-            );
+            )
+            .upload::<B>(&device);
             let (next, stats) = optimizer_step(
                 model.take().expect("model"),
                 &mut optim,

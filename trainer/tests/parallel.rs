@@ -14,7 +14,6 @@ use trainer::data::mnist::{Mnist, Split};
 use trainer::report::metrics::{read, MetricsRow};
 use trainer::run_dir::RunDir;
 use trainer::train::config::{RunConfig, TrainConfig};
-use trainer::train::lr::{Decay, LrSchedule};
 use trainer::train::parallel::Topology;
 use trainer::train::{train_on_devices, TrainError, TrainOutcome};
 use trainer::Cpu;
@@ -29,27 +28,8 @@ fn preset() -> Preset {
 
 fn config(steps: u64, micro_batch: usize) -> TrainConfig {
     TrainConfig {
-        steps,
-        batch_size: 8,
         micro_batch,
-        lr: LrSchedule {
-            max_lr: 1e-3,
-            warmup: 2,
-            total: steps,
-            decay: Decay::Cosine,
-        },
-        ema_decay: 0.99,
-        ema_warmup: true,
-        label_dropout: 0.1,
-        grad_clip: Some(1.0),
-        seed: 4,
-        checkpoint_every: 3,
-        keep_every: 0,
-        sample_every: 0,
-        spike_factor: 100.0,
-        init_weights: None,
-        time_budget: None,
-        read_every: 1,
+        ..common::tiny_config(steps)
     }
 }
 

@@ -26,29 +26,7 @@ fn tiny_preset() -> Preset {
 }
 
 fn config(steps: u64) -> TrainConfig {
-    TrainConfig {
-        steps,
-        batch_size: 8,
-        micro_batch: 0,
-        lr: LrSchedule {
-            max_lr: 1e-3,
-            warmup: 2,
-            total: steps,
-            decay: Decay::Cosine,
-        },
-        ema_decay: 0.99,
-        ema_warmup: true,
-        label_dropout: 0.1,
-        grad_clip: Some(1.0),
-        seed: 4,
-        checkpoint_every: 3,
-        keep_every: 0,
-        sample_every: 0,
-        spike_factor: 100.0,
-        init_weights: None,
-        time_budget: None,
-        read_every: 1,
-    }
+    common::tiny_config(steps)
 }
 
 /// Trains the tiny preset with `config` into the run folder `dir`.

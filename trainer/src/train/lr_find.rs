@@ -6,7 +6,7 @@ use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, Preset};
 
-use super::step::{optimizer_step, Batch};
+use super::step::{optimizer_step, HostBatch};
 use crate::data::loader::Loader;
 use crate::data::Dataset;
 
@@ -55,15 +55,15 @@ pub fn lr_find<B: AutodiffBackend, D: Dataset>(
         let lr = config.min_lr * (ratio * i as f64 / (config.values - 1).max(1) as f64).exp();
         let mut sum = 0.0;
         for _ in 0..config.steps_per_value {
-            let batch = Batch::<B>::draw(
+            let batch = HostBatch::draw(
                 &mut loader,
                 &mut rng,
                 &schedule,
                 &model_config,
                 config.batch_size,
                 model_config.class_dropout,
-                device,
-            );
+            )
+            .upload(device);
             let (next, stats) = optimizer_step(model, &mut optim, batch, 0, lr, None);
             model = next;
             sum += stats.read().0;

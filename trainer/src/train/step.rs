@@ -132,19 +132,6 @@ pub struct Batch<B: Backend> {
 }
 
 impl<B: Backend> Batch<B> {
-    /// [`HostBatch::draw`], on `device`.
-    pub fn draw(
-        loader: &mut impl Batches,
-        rng: &mut NoiseRng,
-        schedule: &NoiseSchedule,
-        config: &DitConfig,
-        n: usize,
-        label_dropout: f64,
-        device: &B::Device,
-    ) -> Self {
-        HostBatch::draw(loader, rng, schedule, config, n, label_dropout).upload(device)
-    }
-
     /// [`HostBatch::random`], on `device`.
     pub fn random(
         n: usize,

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use dit_web::diffusion::NoiseRng;
+use trainer::train::config::TrainConfig;
+use trainer::train::lr::{Decay, LrSchedule};
 
 /// Writes `n` 28x28 images (a bright square whose position encodes the label, plus noise) and
 /// their labels as the four gzipped IDX files.
@@ -82,4 +84,32 @@ pub fn write_celeba(root: &Path, n: usize) {
     }
     std::fs::write(root.join("list_attr_celeba.txt"), attrs).unwrap();
     std::fs::write(root.join("list_eval_partition.txt"), parts).unwrap();
+}
+
+/// The training settings of the tests' tiny runs: batch 8, peak lr 1e-3 after 2 warm-up steps,
+/// EMA 0.99 with warm-up, label dropout 0.1, clipping at 1, a checkpoint every 3 steps.
+pub fn tiny_config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size: 8,
+        micro_batch: 0,
+        lr: LrSchedule {
+            max_lr: 1e-3,
+            warmup: 2,
+            total: steps,
+            decay: Decay::Cosine,
+        },
+        ema_decay: 0.99,
+        ema_warmup: true,
+        label_dropout: 0.1,
+        grad_clip: Some(1.0),
+        seed: 4,
+        checkpoint_every: 3,
+        keep_every: 0,
+        sample_every: 0,
+        spike_factor: 100.0,
+        init_weights: None,
+        time_budget: None,
+        read_every: 1,
+    }
 }
