@@ -107,7 +107,7 @@ pub fn train_on_devices<B: AutodiffBackend, D: Dataset>(
 ) -> Result<TrainOutcome, TrainError> {
     let (config, model_config) = (&run_config.train, &run_config.model);
     check_data(run_config, data)?;
-    let check = topology.check(config.batch_size);
+    let check = topology.check(config.batch_size, devices.len());
     check.map_err(TrainError::Config)?;
     let (device, writes) = (&devices[0], topology.writes());
     let schedule = NoiseSchedule::new(&run_config.schedule);
@@ -148,7 +148,7 @@ pub fn train_on_devices<B: AutodiffBackend, D: Dataset>(
             );
             let lr = plan.lr.lr(state.step);
             let stats;
-            (model, stats) = replicas.step(model, &mut optim, &batch, lr)?;
+            (model, stats) = replicas.step(model, &mut optim, batch, lr)?;
             let decay = ema::decay_at(config.ema_decay, config.ema_warmup, state.step);
             ema = ema::update(ema, &model.valid(), decay);
             state.step += 1;
@@ -292,7 +292,7 @@ impl<'a, B: AutodiffBackend> Replicas<'a, B> {
         &mut self,
         model: Dit<B>,
         optim: &mut Adam<B>,
-        batch: &step::HostBatch,
+        batch: step::HostBatch,
         lr: f64,
     ) -> Result<(Dit<B>, step::StepStats<B::InnerBackend>), TrainError> {
         let (micro, clip) = (self.micro, self.grad_clip);
@@ -302,7 +302,7 @@ impl<'a, B: AutodiffBackend> Replicas<'a, B> {
                 Ok(step::optimizer_step(model, optim, batch, micro, lr, clip))
             }
             Some(group) => group
-                .step(model, optim, batch, &self.device, micro, lr, clip)
+                .step(model, optim, &batch, &self.device, micro, lr, clip)
                 .map_err(TrainError::Parallel),
         }
     }

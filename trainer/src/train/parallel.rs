@@ -85,11 +85,17 @@ impl Topology {
         self.rank == 0
     }
 
-    /// Refuses what cannot run: no devices, a rank outside the nodes, several nodes without the
-    /// addresses, a batch smaller than the peers.
-    pub fn check(&self, batch: usize) -> Result<(), String> {
+    /// Refuses what cannot run: no devices, other than `given` devices to run on, a rank outside
+    /// the nodes, several nodes without the addresses, a batch smaller than the peers.
+    pub fn check(&self, batch: usize, given: usize) -> Result<(), String> {
         if self.devices.is_empty() {
             return Err("--devices: give at least one device".into());
+        }
+        if given != self.devices.len() {
+            return Err(format!(
+                "{given} devices to run on for a topology of {}",
+                self.devices.len()
+            ));
         }
         if self.nodes == 0 || self.rank >= self.nodes {
             return Err(format!(
@@ -273,7 +279,7 @@ impl<'a> Group<'a> {
         let mine = batch.slice(self.topology.slice(self.topology.peer(0), batch.len()));
         let mut sum = self.reducer();
         let stepped = step_slice(
-            &mut sum, model, optim, &mine, device, count, micro, lr, grad_clip,
+            &mut sum, model, optim, mine, device, count, micro, lr, grad_clip,
         );
         stepped.map_err(|e| self.why(e))
     }
@@ -423,7 +429,7 @@ fn follow<B: AutodiffBackend, R: Replica<B>>(
                     &mut sum,
                     model,
                     &mut optim,
-                    &slice,
+                    slice,
                     &device,
                     count,
                     work.micro,
@@ -448,7 +454,7 @@ fn step_slice<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     sum: &mut Reducer<'_>,
     model: Dit<B>,
     optim: &mut O,
-    slice: &HostBatch,
+    slice: HostBatch,
     device: &B::Device,
     count: usize,
     micro: usize,
@@ -595,7 +601,8 @@ mod tests {
         assert_eq!(two.world(), 4);
         assert_eq!(two.peer(1), PeerId(3));
         assert_eq!(two.slice(two.peer(0), 8), 4..6);
-        assert!(two.check(8).is_ok());
-        assert!(two.check(3).unwrap_err().contains("every device needs"));
+        assert!(two.check(8, 2).is_ok());
+        assert!(two.check(3, 2).unwrap_err().contains("every device needs"));
+        assert!(two.check(8, 1).unwrap_err().contains("1 devices to run on"));
     }
 }

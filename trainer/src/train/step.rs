@@ -105,15 +105,15 @@ impl HostBatch {
         }
     }
 
-    /// The batch on `device`.
-    pub fn upload<B: Backend>(&self, device: &B::Device) -> Batch<B> {
+    /// The batch on `device` (its host values move into the tensors, uncopied).
+    pub fn upload<B: Backend>(self, device: &B::Device) -> Batch<B> {
         let n = self.len();
         let [c, h, w] = self.image;
         let shape = [n, c, h, w];
         let floats = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
         Batch {
-            x_t: Tensor::from_data(TensorData::new(self.x_t.clone(), shape), device),
-            eps: Tensor::from_data(TensorData::new(self.eps.clone(), shape), device),
+            x_t: Tensor::from_data(TensorData::new(self.x_t, shape), device),
+            eps: Tensor::from_data(TensorData::new(self.eps, shape), device),
             t: Tensor::from_data(TensorData::new(floats(&self.t), [n]), device),
             y: Tensor::from_data(
                 TensorData::new(self.y.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
