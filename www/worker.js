@@ -194,8 +194,9 @@ self.onmessage = async (event) => {
     self.postMessage({ type: "result", id: message.id, result }, transfer);
   } catch (error) {
     const fatal = error instanceof WebAssembly.RuntimeError;
-    // The module reports a callback's throw in its own words; a cancel is a cancel.
-    const text = cancelled.has(message.id) || /cancelled$/.test(error?.message) ? "cancelled" : error?.message || String(error);
+    // A cancel ends in `Cancelled`, thrown here or from the progress callback (the module then
+    // reports it in its own words, ending in "cancelled").
+    const text = /cancelled$/.test(error?.message) ? "cancelled" : error?.message || String(error);
     self.postMessage({ type: "error", id: message.id, message: text, fatal, cancelled: text === "cancelled" });
   }
 };
