@@ -251,11 +251,17 @@ impl Batches {
     }
 }
 
+/// The most sampler steps `schedule` can give: one per noisy timestep (t = 0 is the clean image
+/// under the shifted convention).
+pub fn max_steps(schedule: &NoiseSchedule) -> usize {
+    schedule.num_timesteps() - schedule.first_noisy_timestep()
+}
+
 /// Refuses a number of sampler steps the model's schedule cannot give: 0 (but for DDPM, where 0
-/// means every timestep) or more than its noisy timesteps. Without this a sampler would quietly
-/// take one step, or every timestep, instead of what was asked.
+/// means every timestep) or more than [`max_steps`]. Without this a sampler would quietly take
+/// one step, or every timestep, instead of what was asked.
 pub fn check_steps(schedule: &NoiseSchedule, config: &SamplerConfig) -> Result<(), GenerateError> {
-    let max = schedule.num_timesteps() - schedule.first_noisy_timestep();
+    let max = max_steps(schedule);
     let ddpm = config.kind == SamplerKind::Ddpm;
     match config.steps {
         0 if ddpm => Ok(()),

@@ -411,3 +411,29 @@ fn q_sample_is_the_closed_form_of_the_forward_process() {
     let s = schedule(t_max, Convention::Shifted);
     assert_eq!(s.q_sample(&[0.3, -0.7], &[5.0, 5.0], &[0]), [0.3, -0.7]);
 }
+
+#[test]
+fn a_schedule_gives_one_sampler_step_per_noisy_timestep() {
+    use dit_web::generate::{check_steps, max_steps};
+    for (convention, max) in [(Convention::Standard, 400), (Convention::Shifted, 399)] {
+        let s = schedule(400, convention);
+        assert_eq!(max_steps(&s), max, "{convention:?}");
+        for kind in [
+            SamplerKind::DpmSolverPP,
+            SamplerKind::Ddim,
+            SamplerKind::Ddpm,
+        ] {
+            assert!(
+                check_steps(&s, &config(kind, max)).is_ok(),
+                "{kind:?} {max}"
+            );
+            let err = check_steps(&s, &config(kind, max + 1)).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("give 1..={max} steps")),
+                "{err}"
+            );
+        }
+        assert!(check_steps(&s, &config(SamplerKind::DpmSolverPP, 0)).is_err());
+        assert!(check_steps(&s, &config(SamplerKind::Ddpm, 0)).is_ok());
+    }
+}

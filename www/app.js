@@ -139,9 +139,7 @@ async function selectModel(name, labels, keep = new Set()) {
     else if (card[key] !== undefined) ui[id].value = String(card[key]);
   }
   renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
-  // The schedule's noisy timesteps are the most steps a sampler can take (t = 0 is the clean
-  // image under the shifted convention).
-  ui.steps.max = String(meta.schedule.num_timesteps - (meta.schedule.convention === "shifted" ? 1 : 0));
+  ui.steps.max = String(meta.max_steps);
   ui.generate.disabled = false;
   setStatus(`ready on ${client.backend}${backendDetails()}`, "ready");
   showEstimate();

@@ -29,7 +29,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::device::{self, BackendKind, Cpu, Gpu};
 use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig};
-use crate::generate::{check_steps, resolve_labels, to_images, Denoiser};
+use crate::generate::{check_steps, max_steps, resolve_labels, to_images, Denoiser};
 use crate::image;
 use crate::model::Dit;
 use crate::request::{Request, MAX_BATCH};
@@ -82,12 +82,14 @@ pub struct Progress {
     pub preview: Option<Vec<GeneratedImage>>,
 }
 
-/// A loaded weight file's metadata, and its parameter count (a decimal string: it can pass 2^53).
+/// A loaded weight file's metadata, its parameter count (a decimal string: it can pass 2^53) and
+/// the most sampler steps its schedule gives (`steps` above it is refused).
 #[derive(Serialize, Tsify)]
 pub struct ModelInfo {
     #[serde(flatten)]
     pub meta: WeightsMeta,
     pub params: String,
+    pub max_steps: usize,
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -195,6 +197,7 @@ impl DitSession {
         };
         let info = ModelInfo {
             params: meta.model.num_params().to_string(),
+            max_steps: max_steps(&NoiseSchedule::new(&meta.schedule)),
             meta: meta.clone(),
         };
         inner.model = Some(Rc::new((loaded, meta)));
