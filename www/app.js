@@ -1,7 +1,7 @@
 // The demo page: form <-> URL parameters, the worker client, drawing and download.
 
 import { client, defaultModel, models } from "./client.js";
-import { drawGrid } from "./grid.js";
+import { displaySize, drawGrid } from "./grid.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("controls");
@@ -158,10 +158,9 @@ function showEmbed() {
   const html = Object.entries(attrs).map(([k, v]) => ` ${k}="${String(v).replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"`).join("");
   ui.embedScript.value = `<script type="module" src="${new URL("dit-widget.js", site)}"></script>\n<dit-generate${html}></dit-generate>`;
   const query = new URLSearchParams({ ...attrs, labels: labels.join(",") });
-  const side = meta?.model.input_size ?? 28;
-  const scale = Math.max(1, Math.round(84 / side));
-  const width = Math.max(240, Math.min(labels.length, 10) * (side + 2) * scale + 24);
-  const height = Math.ceil(labels.length / 10) * (side + 2) * scale + 72;
+  // The widget's images, and room for its button, progress bar and status line.
+  const shown = displaySize(meta?.model.input_size ?? 28, labels.length);
+  const [width, height] = [Math.max(240, shown.width + 24), shown.height + 72];
   ui.embedFrame.value = `<iframe src="${new URL(`embed.html?${query}`, site)}" width="${width}" height="${height}" ` +
     `style="border:0" title="dit-web: images drawn in your browser" loading="lazy"></iframe>`;
 }

@@ -19,7 +19,7 @@
 // that. All widgets on a page share one worker and one copy of each model's weights. While it
 // runs, the button stops it. Events: "generated" (detail: the result), "cancelled".
 
-import { drawGrid } from "./grid.js";
+import { displaySize, drawGrid } from "./grid.js";
 
 // A constructed stylesheet, not a <style> element: it passes a CSP without 'unsafe-inline'.
 const sheet = new CSSStyleSheet();
@@ -80,11 +80,9 @@ class DitGenerate extends HTMLElement {
     this.abort?.abort();
   }
 
-  /** Shows images of `side` pixels at about 84 CSS pixels each (MNIST's 28 at 3x). */
+  /** Shows images of `side` pixels at about 84 CSS pixels each ([displaySize]). */
   #size(side) {
-    const scale = Math.max(1, Math.round(84 / side));
-    const columns = Math.min(this.#labels().length, 10);
-    this.canvas.style.width = `${Math.max(96, columns * (side + 2) * scale)}px`;
+    this.canvas.style.width = `${Math.max(96, displaySize(side, this.#labels().length).width)}px`;
   }
 
   #labels() {

@@ -4,6 +4,15 @@
 export const GRID_PAD = 2;
 export const GRID_COLUMNS = 10;
 
+/** The CSS size in which the widget shows `count` images of `side` pixels: each at about 84 CSS
+ *  pixels (MNIST's 28 at 3x), a whole number of CSS pixels per image pixel. The demo page sizes
+ *  its iframe snippet from it too. */
+export function displaySize(side, count) {
+  const scale = Math.max(1, Math.round(84 / side));
+  const cell = (side + GRID_PAD) * scale;
+  return { width: Math.min(count, GRID_COLUMNS) * cell, height: Math.ceil(count / GRID_COLUMNS) * cell };
+}
+
 /** `images`: [{width, height, rgba}] of equal size. Sizes the canvas to fit. */
 export function drawGrid(canvas, images) {
   if (!images.length) return;
