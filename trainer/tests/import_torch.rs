@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use dit_web::config::Convention;
 use dit_web::weights::WeightFile;
 use dit_web::Preset;
+use trainer::import_torch::save::Pickle;
 use trainer::import_torch::{
     convert, convert_state, import, Checkpoint, ImportError, ImportOptions,
 };
@@ -284,86 +285,18 @@ fn missing_extra_and_misshapen_tensors_are_clear_errors() {
     }
 }
 
-/// A pickle writer for the opcodes `torch.save(..., pickle_protocol=4)` emits: enough to write a
-/// checkpoint the way PyTorch does without PyTorch.
-#[derive(Default)]
-struct Pickle(Vec<u8>);
-
-impl Pickle {
-    fn op(&mut self, op: u8) -> &mut Self {
-        self.0.push(op);
-        self
-    }
-    /// SHORT_BINUNICODE + MEMOIZE, as protocol 4 writes every string.
-    fn str(&mut self, s: &str) -> &mut Self {
-        self.op(0x8c).op(s.len() as u8);
-        self.0.extend_from_slice(s.as_bytes());
-        self.op(0x94)
-    }
-    /// BININT
-    fn int(&mut self, i: i32) -> &mut Self {
-        self.op(b'J');
-        self.0.extend_from_slice(&i.to_le_bytes());
-        self
-    }
-    /// BINFLOAT (big-endian, as pickle has it)
-    fn float(&mut self, f: f64) -> &mut Self {
-        self.op(b'G');
-        self.0.extend_from_slice(&f.to_be_bytes());
-        self
-    }
-    /// STACK_GLOBAL + MEMOIZE
-    fn global(&mut self, module: &str, name: &str) -> &mut Self {
-        self.str(module).str(name).op(0x93).op(0x94)
-    }
-    fn tuple_of_ints(&mut self, items: &[usize]) -> &mut Self {
-        self.op(b'(');
-        for &i in items {
-            self.int(i as i32);
-        }
-        self.op(b't').op(0x94)
-    }
-    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`,
-    /// the storage a persistent id `('storage', FloatStorage, key, 'cpu', numel)`.
-    fn tensor(
-        &mut self,
-        key: &str,
-        numel: usize,
-        offset: usize,
-        shape: &[usize],
-        stride: &[usize],
-    ) {
-        self.global("torch._utils", "_rebuild_tensor_v2").op(b'(');
-        self.op(b'(')
-            .str("storage")
-            .global("torch", "FloatStorage")
-            .str(key)
-            .str("cpu");
-        self.int(numel as i32).op(b't').op(0x94).op(b'Q');
-        self.int(offset as i32)
-            .tuple_of_ints(shape)
-            .tuple_of_ints(stride)
-            .op(0x89);
-        self.global("collections", "OrderedDict")
-            .op(b')')
-            .op(b'R')
-            .op(0x94);
-        self.op(b't').op(0x94).op(b'R').op(0x94);
-    }
-    /// PROTO 4 and one FRAME around everything, as the pickler writes a small file.
-    fn finish(&mut self) -> Vec<u8> {
-        self.op(b'.');
-        let mut out = vec![0x80, 4, 0x95];
-        out.extend_from_slice(&(self.0.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.0);
-        out
-    }
-}
-
 /// The fixture's `ema_state`, `model_args` and `step` saved again with protocol 4, each 2-D weight
 /// stored transposed and viewed through strides (what saving `w.t()` without `.contiguous()`
 /// gives), and every bias placed at an offset after the end of another tensor in a shared storage.
 fn resaved_protocol_4() -> Vec<u8> {
+    resaved("", 0)
+}
+
+/// [`resaved_protocol_4`] with every `ema_state` name behind `prefix` (`_orig_mod.`: how the
+/// reference saves its compiled model), and, with `padding` > 0, an `optimizer_state` of two
+/// storages of `padding` bytes each, stored before and after the EMA tensors (as the raw weights
+/// and the optimizer's moments lie around them in a real checkpoint).
+pub(crate) fn resaved(prefix: &str, padding: usize) -> Vec<u8> {
     use std::io::Write;
     let ckpt = Checkpoint::open(&fixture("tiny_dit.pt")).unwrap();
     let state = ckpt.state_dict("ema_state").unwrap();
@@ -378,7 +311,7 @@ fn resaved_protocol_4() -> Vec<u8> {
     let mut shared: Vec<f32> = Vec::new();
     for (name, t) in &state {
         let values = ckpt.read_f32(name, t).unwrap();
-        p.str(name);
+        p.str(&format!("{prefix}{name}"));
         if t.shape.len() == 2 {
             // Store w^T contiguously; w is the view with strides [1, rows].
             let (rows, cols) = (t.shape[0], t.shape[1]);
@@ -403,6 +336,14 @@ fn resaved_protocol_4() -> Vec<u8> {
         }
     }
     p.op(b'u');
+    if padding > 0 {
+        p.str("optimizer_state").op(b'}').op(0x94).op(b'(');
+        for key in ["pad_before", "pad_after"] {
+            p.str(key);
+            p.tensor(key, padding / 4, 0, &[padding / 4], &[1]);
+        }
+        p.op(b'u');
+    }
     p.str("model_args").op(b'}').op(0x94).op(b'(');
     for (key, value) in [("num_heads", 2), ("num_classes", 3), ("num_timesteps", 400)] {
         p.str(key).int(value);
@@ -437,9 +378,19 @@ fn resaved_protocol_4() -> Vec<u8> {
     };
     put("resaved/data.pkl".into(), &pickle);
     put("resaved/byteorder".into(), b"little");
+    // Pseudo-random padding, so that nothing compresses or dedups it away on the way.
+    let pad: Vec<u8> = (0..padding as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    if padding > 0 {
+        put("resaved/data/pad_before".into(), &pad);
+    }
     for (key, values) in &storages {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         put(format!("resaved/data/{key}"), &bytes);
+    }
+    if padding > 0 {
+        put("resaved/data/pad_after".into(), &pad);
     }
     put("resaved/version".into(), b"3\n");
     zip.finish().unwrap().into_inner()
@@ -463,6 +414,33 @@ fn a_protocol_4_save_with_strided_and_offset_tensors_reads_the_same() {
     assert_eq!(resaved.file.tensors, original.file.tensors);
     let diff = max_diff(resaved.file, &expected().ema_out);
     assert!(diff < 1e-4, "max |ours - torch| = {diff}");
+}
+
+#[test]
+fn compiled_and_ddp_key_prefixes_convert_the_same() {
+    let original = import(&fixture("tiny_dit.pt"), &no_preset()).unwrap();
+    for prefix in ["_orig_mod.", "module.", "module._orig_mod."] {
+        let ckpt = Checkpoint::from_bytes(resaved(prefix, 0)).unwrap();
+        let state = ckpt.state_dict("ema_state").unwrap();
+        assert!(state.contains_key("blocks.0.att.wq.weight"), "{prefix}");
+        let converted = convert(&ckpt, &no_preset()).unwrap();
+        assert_eq!(converted.file.tensors, original.file.tensors, "{prefix}");
+    }
+    // A prefix on only some names is not a wrapper: those names stay as they are, and are refused.
+    let ckpt = Checkpoint::from_bytes(resaved("", 0)).unwrap();
+    let mut state = ckpt.state_dict("ema_state").unwrap();
+    let t = state.remove("norm_linear.linear.bias").unwrap();
+    state.insert("_orig_mod.norm_linear.linear.bias".into(), t);
+    let e = convert_state(
+        &ckpt,
+        "ema_state",
+        &state,
+        ckpt.model_args().unwrap().as_ref(),
+        &no_preset(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("norm_linear.linear.bias"), "{e}");
 }
 
 /// A checkpoint archive around `pickle`.

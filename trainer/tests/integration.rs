@@ -12,4 +12,5 @@ mod cli;
 mod download;
 mod import_torch;
 mod parallel;
+mod reference;
 mod train;

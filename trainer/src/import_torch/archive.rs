@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
+use std::ops::Range;
 use std::path::Path;
 
 use dit_web::PathError;
@@ -18,8 +19,13 @@ const MAX_PICKLE_BYTES: u64 = 256 << 20;
 /// A state dict: tensor name -> where its data lives.
 pub type StateDict = BTreeMap<String, TensorRef>;
 
-trait ReadSeek: Read + Seek {}
+/// What a checkpoint is read from: a file, bytes, or a remote file fetched in byte ranges.
+pub trait ReadSeek: Read + Seek {}
 impl<T: Read + Seek> ReadSeek for T {}
+
+/// Key prefixes that wrap a whole state dict without changing it: `torch.compile`'s module
+/// (`_orig_mod.`, how the reference saves its compiled model) and DDP's (`module.`).
+const WRAPPER_PREFIXES: [&str; 2] = ["_orig_mod.", "module."];
 
 /// An opened `torch.save` archive: its top-level entries, and access to tensor data.
 pub struct Checkpoint {
@@ -43,7 +49,9 @@ impl Checkpoint {
         Self::from_reader(Box::new(std::io::Cursor::new(bytes)), file_len)
     }
 
-    fn from_reader(reader: Box<dyn ReadSeek>, file_len: u64) -> Result<Self, ImportError> {
+    /// Reads the archive's directory and its `data.pkl` from `reader` (`file_len` bytes long);
+    /// tensor data is read when asked for.
+    pub fn from_reader(reader: Box<dyn ReadSeek>, file_len: u64) -> Result<Self, ImportError> {
         let not = |m: String| ImportError::NotACheckpoint(m);
         let mut archive =
             zip::ZipArchive::new(reader).map_err(|e| not(format!("not a zip archive ({e})")))?;
@@ -120,7 +128,8 @@ impl Checkpoint {
             .map(|(_, v)| v)
     }
 
-    /// The state dict under `key` (`ema_state`, `model_state`).
+    /// The state dict under `key` (`ema_state`, `model_state`), its names without the
+    /// [`WRAPPER_PREFIXES`] that every one of them carries.
     pub fn state_dict(&self, key: &str) -> Result<StateDict, ImportError> {
         let value = self.get(key).ok_or_else(|| ImportError::MissingEntry {
             key: key.into(),
@@ -133,13 +142,62 @@ impl Checkpoint {
         let entries = value
             .as_str_dict()
             .ok_or_else(|| bad(format!("it is a {}", value.kind())))?;
-        entries
+        let mut state: StateDict = entries
             .into_iter()
             .map(|(name, v)| match &**v {
                 Value::Tensor(t) => Ok((name.to_string(), t.clone())),
                 other => Err(bad(format!("`{name}` is a {}, not a tensor", other.kind()))),
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        // Wrappers nest (DDP around a compiled model): peel while one prefixes every name.
+        while let Some(prefix) = WRAPPER_PREFIXES
+            .into_iter()
+            .find(|p| !state.is_empty() && state.keys().all(|k| k.starts_with(p)))
+        {
+            state = state
+                .into_iter()
+                .map(|(k, t)| (k[prefix.len()..].to_string(), t))
+                .collect();
+        }
+        Ok(state)
+    }
+
+    /// Where in the file the storages behind `state` lie: byte spans, each covering a run of
+    /// archive entries that follow one another (a state dict's storages are written together,
+    /// so a whole state is usually one span). Reads only the local headers at the spans' ends.
+    pub fn storage_spans(&self, state: &StateDict) -> Result<Vec<Range<u64>>, ImportError> {
+        let mut archive = self.archive.borrow_mut();
+        let mut indices: Vec<usize> = Vec::new();
+        for t in state.values() {
+            let entry = format!("{}data/{}", self.prefix, t.storage_key);
+            let index = archive
+                .index_for_name(&entry)
+                .ok_or_else(|| ImportError::BadTensor {
+                    name: t.storage_key.clone(),
+                    reason: format!("storage `{entry}` is not in the archive"),
+                })?;
+            indices.push(index);
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        let mut spans = Vec::new();
+        let mut at = 0;
+        while at < indices.len() {
+            let mut end = at;
+            while end + 1 < indices.len() && indices[end + 1] == indices[end] + 1 {
+                end += 1;
+            }
+            let bad = |e: zip::result::ZipError| ImportError::NotACheckpoint(e.to_string());
+            let start = archive
+                .by_index_raw(indices[at])
+                .map_err(bad)?
+                .header_start();
+            let last = archive.by_index_raw(indices[end]).map_err(bad)?;
+            let stop = last.data_start().unwrap_or(last.header_start()) + last.compressed_size();
+            spans.push(start..stop.max(start));
+            at = end + 1;
+        }
+        Ok(spans)
     }
 
     /// `model_args` as a dict (a pickled config object contributes its attributes).

@@ -6,6 +6,10 @@
 //! reader ([`pickle`]) that builds data only and never runs anything; tensors are read from the
 //! archive's storages, honouring offsets and strides, as f32 (f16, bf16 and f64 are converted).
 //! `ema_state` is converted unless `raw` asks for `model_state`; `optimizer_state` is ignored.
+//! Names under `_orig_mod.` (a `torch.compile`d module, as the reference saves it) or `module.`
+//! (DDP) are read without the prefix. [`reference`] fetches the reference's published checkpoint
+//! through [`remote`] (byte ranges, a resumable cache) and converts it; [`save`] writes this
+//! layout, for tests and fixtures.
 //!
 //! **Why not burn-store's `PytorchReader`.** burn-store 0.21 reads these files too, but its pickle
 //! machine copies a value each time the memo is referenced. A checkpoint of under 700 bytes whose pickle
@@ -53,6 +57,9 @@ mod archive;
 mod mapping;
 mod pickle;
 mod probe;
+pub mod reference;
+pub mod remote;
+pub mod save;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,7 +70,7 @@ use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
 use dit_web::PathError;
 
 use crate::export::ExportError;
-pub use archive::{Checkpoint, StateDict};
+pub use archive::{Checkpoint, ReadSeek, StateDict};
 pub use mapping::{mapping, Mapped};
 pub use pickle::{StorageDtype, TensorRef};
 use probe::target;
