@@ -182,24 +182,24 @@ impl DitConfig {
         patch + t_embedder + rows * d + depth * block + final_layer
     }
 
-    /// Checks the shape constraints that `init` relies on.
+    /// Checks the shape constraints that `init` relies on, and every size against [`limits`]
+    /// (the message names the field).
     pub fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("input_size", self.input_size),
-            ("in_channels", self.in_channels),
-            ("patch_size", self.patch_size),
-            ("hidden_size", self.hidden_size),
-            ("depth", self.depth),
-            ("num_heads", self.num_heads),
-            ("mlp_ratio", self.mlp_ratio),
-            ("num_classes", self.num_classes),
+        let bounded = [
+            ("input_size", self.input_size, limits::IMAGE_SIDE),
+            ("in_channels", self.in_channels, limits::CHANNELS),
+            ("patch_size", self.patch_size, limits::IMAGE_SIDE),
+            ("hidden_size", self.hidden_size, limits::WIDTH),
+            ("depth", self.depth, limits::DEPTH),
+            ("num_heads", self.num_heads, limits::HEADS),
+            ("mlp_ratio", self.mlp_ratio, limits::MLP_RATIO),
+            ("num_classes", self.num_classes, limits::CLASSES),
         ];
-        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        if let Some((name, _, _)) = bounded.iter().find(|(_, v, _)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
-        const MAX_DIM: usize = 1 << 20;
-        if let Some((name, v)) = positive.iter().find(|(_, v)| *v > MAX_DIM) {
-            return Err(format!("{name} = {v} is out of range"));
+        if let Some((name, v, max)) = bounded.iter().find(|(_, v, max)| v > max) {
+            return Err(format!("{name} = {v} is more than dit-web accepts ({max})"));
         }
         if !self.input_size.is_multiple_of(self.patch_size) {
             return Err(format!(
@@ -221,12 +221,20 @@ impl DitConfig {
                 self.hidden_size
             ));
         }
-        // Far beyond anything trained here; stops a weight file from asking for terabytes.
-        const MAX_PARAMS: u128 = 1 << 34;
-        if self.num_params() > MAX_PARAMS {
+        if self.num_patches() > limits::TOKENS {
             return Err(format!(
-                "{} parameters is more than dit-web supports",
-                self.num_params()
+                "input_size {} in patches of {} is {} tokens, more than dit-web accepts ({})",
+                self.input_size,
+                self.patch_size,
+                self.num_patches(),
+                limits::TOKENS
+            ));
+        }
+        if self.num_params() > limits::PARAMS {
+            return Err(format!(
+                "{} parameters is more than dit-web accepts ({})",
+                self.num_params(),
+                limits::PARAMS
             ));
         }
         if !(0.0..1.0).contains(&self.class_dropout) {
@@ -264,6 +272,55 @@ pub struct ScheduleConfig {
     pub beta_end: f64,
     #[config(default = "Convention::Standard")]
     pub convention: Convention,
+}
+
+impl ScheduleConfig {
+    /// Checks that the schedule is one the maths can use: 1..=[`limits::TIMESTEPS`] steps, betas
+    /// in (0, 1) (so every alpha = 1 - beta is positive) that do not fall with t.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=limits::TIMESTEPS).contains(&self.num_timesteps) {
+            return Err(format!(
+                "num_timesteps = {} must be in 1..={}",
+                self.num_timesteps,
+                limits::TIMESTEPS
+            ));
+        }
+        for (name, beta) in [("beta_start", self.beta_start), ("beta_end", self.beta_end)] {
+            if !(beta > 0.0 && beta < 1.0) {
+                return Err(format!(
+                    "{name} = {beta} must be in (0, 1): alpha = 1 - beta must stay positive"
+                ));
+            }
+        }
+        if self.beta_start > self.beta_end {
+            return Err(format!(
+                "beta_start = {} is larger than beta_end = {}: the noise must not fall with t",
+                self.beta_start, self.beta_end
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest network and schedule dit-web accepts from a file (a weight file's metadata,
+/// `run.json`, `import-torch`'s `model_args`): every number is checked against these before
+/// anything is allocated from it. Far beyond anything trained here (celeba: 128 pixels, 1,024
+/// tokens, width 512, depth 8, 38.8M parameters).
+pub mod limits {
+    /// Image side, and patch side, in pixels.
+    pub const IMAGE_SIDE: usize = 1024;
+    pub const CHANNELS: usize = 16;
+    /// Tokens per image: activations, attention scores (tokens² x heads) and the position table
+    /// grow with them.
+    pub const TOKENS: usize = 4096;
+    pub const WIDTH: usize = 4096;
+    pub const DEPTH: usize = 128;
+    pub const HEADS: usize = 64;
+    pub const MLP_RATIO: usize = 16;
+    pub const CLASSES: usize = 100_000;
+    /// Parameters (16 GiB of f32).
+    pub const PARAMS: u128 = 1 << 32;
+    pub const TIMESTEPS: usize = 100_000;
 }
 
 /// A named bundle of network, schedule and labels.

@@ -467,6 +467,45 @@ fn inconsistent_metadata_is_refused_before_allocating() {
     ));
 }
 
+#[test]
+fn absurd_sizes_and_unusable_schedules_are_refused_naming_the_field() {
+    let refused = |bytes: Vec<u8>| match load(&bytes) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("loaded"),
+    };
+    // The tensors are the tiny model's; only the metadata lies. The image side scales no tensor,
+    // so nothing but this check stands between it and a position table of terabytes.
+    let e = refused(edited(|f| f.meta.model.input_size = 100_000));
+    assert!(
+        e.contains("input_size = 100000 is more than dit-web accepts"),
+        "{e}"
+    );
+    let e = refused(edited(|f| {
+        f.meta.model.input_size = 1024;
+        f.meta.model.patch_size = 2;
+    }));
+    assert!(
+        e.contains("262144 tokens, more than dit-web accepts"),
+        "{e}"
+    );
+    let e = refused(edited(|f| f.meta.model.depth = 1_000_000));
+    assert!(e.contains("depth = 1000000"), "{e}");
+
+    for (edit, field) in [
+        (2.0, "beta_end = 2 must be in (0, 1)"),
+        (-0.5, "beta_end = -0.5 must be in (0, 1)"),
+        (
+            1e-5,
+            "beta_start = 0.0001 is larger than beta_end = 0.00001",
+        ),
+    ] {
+        let e = refused(edited(|f| f.meta.schedule.beta_end = edit));
+        assert!(e.contains(field), "{e}");
+    }
+    let e = refused(edited(|f| f.meta.schedule.num_timesteps = 0));
+    assert!(e.contains("num_timesteps = 0 must be in 1..=100000"), "{e}");
+}
+
 /// A small in-test fuzz: random byte flips, truncations and splices of a valid file must all
 /// come back as Ok or a typed error (cargo-fuzz runs the same target much longer; see fuzz/).
 #[test]

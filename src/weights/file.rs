@@ -405,12 +405,9 @@ fn parse_meta(json: &str) -> Result<WeightsMeta, WeightError> {
             expected: meta.model.num_classes,
         });
     }
-    if meta.schedule.num_timesteps == 0 || meta.schedule.num_timesteps > 100_000 {
-        return Err(WeightError::BadMetadata(format!(
-            "num_timesteps {} is out of range",
-            meta.schedule.num_timesteps
-        )));
-    }
+    meta.schedule
+        .validate()
+        .map_err(|e| WeightError::BadMetadata(format!("schedule: {e}")))?;
     Ok(meta)
 }
 

@@ -359,6 +359,9 @@ fn from_args(
     if let Some(b) = args.f64(&["beta_end"])? {
         schedule.beta_end = b;
     }
+    schedule
+        .validate()
+        .map_err(|e| ImportError::ModelArgs(format!("the schedule: {e}")))?;
     Ok(Target {
         schedule,
         labels: (0..labels.classes).map(|i| i.to_string()).collect(),

@@ -139,7 +139,13 @@ impl RunConfig {
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if value.get("model").is_some() {
-            return serde_json::from_value(value).map_err(|e| e.to_string());
+            let config: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
+            config.model.validate().map_err(|e| format!("model: {e}"))?;
+            config
+                .schedule
+                .validate()
+                .map_err(|e| format!("schedule: {e}"))?;
+            return Ok(config);
         }
         let name = value
             .get("preset")
