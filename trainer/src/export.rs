@@ -80,3 +80,25 @@ pub fn write(
     dit_web::atomic::write(out, &bytes).map_err(PathError::at(out))?;
     Ok(report)
 }
+
+/// The model card `trainer export` writes beside a weight file (`NAME.card.json`, read by the
+/// page's catalogue), replacing the card of whatever file was there before: the page's start for
+/// this model (guided only where the model has a null label) and how it was trained. Quality and
+/// speed lines come from measuring it (`trainer eval`, the bench page) and are added by hand.
+pub fn card(meta: &WeightsMeta) -> serde_json::Value {
+    let guidance = if meta.model.has_null_label() {
+        2.0
+    } else {
+        1.0
+    };
+    serde_json::json!({
+        "sampler": "dpm++",
+        "steps": 20,
+        "guidance": guidance,
+        "trained": format!(
+            "trained {} steps{}",
+            meta.step,
+            if meta.model.has_null_label() { "" } else { " without label dropout (no guidance)" }
+        ),
+    })
+}

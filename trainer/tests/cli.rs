@@ -104,6 +104,13 @@ fn train_resume_export_generate() {
     assert_eq!(&gif[..6], b"GIF89a");
 
     let weights = work.path().join("mnist.safetensors");
+    // A card left by an earlier file of that name (its guidance, its measured quality).
+    let card = work.path().join("mnist.card.json");
+    std::fs::write(
+        &card,
+        r#"{"guidance": 1.25, "quality": "99 % of an older model"}"#,
+    )
+    .unwrap();
     let text = ok(trainer(&[
         "export",
         "--run",
@@ -122,6 +129,13 @@ fn train_resume_export_generate() {
         (file.meta.step, file.meta.ema, file.meta.quantization),
         (3, true, dit_web::weights::Quantization::Int8)
     );
+    // The card now describes this file: the run trained the null label by default, so the page
+    // starts it guided; the old card's figures are gone.
+    assert!(file.meta.model.has_null_label());
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card).unwrap()).unwrap();
+    assert_eq!(card["guidance"], 2.0);
+    assert_eq!(card["trained"], "trained 3 steps");
+    assert!(card.get("quality").is_none(), "{card}");
     // A weight file stored again as int4 keeps its metadata.
     let int4 = work.path().join("mnist-int4.safetensors");
     let text = ok(trainer(&[

@@ -8,7 +8,8 @@ use trainer::run_dir::RunDir;
 
 use super::{parse_from_str, Result};
 
-/// Write a run's weights as the weight file the page loads.
+/// Write a run's weights as the weight file the page loads, with its model card beside it
+/// (NAME.card.json: the page's start for it, replacing any earlier card).
 #[derive(ClapArgs)]
 pub struct Args {
     /// The run folder whose latest checkpoint is exported.
@@ -41,13 +42,22 @@ pub fn run(args: Args) -> Result {
         (None, None) => unreachable!("clap requires --run or --weights"),
     };
     let (step, ema) = (file.meta.step, file.meta.ema);
+    let card = trainer::export::card(&file.meta);
     let report = trainer::export::write(file, args.quant, &args.out)?;
+    // The page reads NAME.card.json beside NAME.safetensors: a card left by an earlier file
+    // would start this model at that one's settings.
+    let card_path = args.out.with_extension("card.json");
+    super::write_json(&card_path, &card)?;
     println!(
         "wrote {} ({} bytes, {:?}, {} weights from step {step})",
         args.out.display(),
         report.bytes,
         args.quant,
         if ema { "EMA" } else { "raw" }
+    );
+    println!(
+        "wrote {} (the page's start for it; `make demo` or `node tools/catalogue.mjs` lists the new file)",
+        card_path.display()
     );
     if let Some((name, err)) = report.worst {
         println!(

@@ -72,7 +72,13 @@ impl TrainConfig {
             },
             ema_decay: 0.9999,
             ema_warmup: false,
-            label_dropout: preset.model.class_dropout,
+            // A model for the page must be guidable: it trains the null label unless asked not
+            // to (`--label-dropout 0` is the reference's MNIST recipe, which cannot be guided).
+            label_dropout: if preset.model.has_null_label() {
+                preset.model.class_dropout
+            } else {
+                DEFAULT_LABEL_DROPOUT
+            },
             grad_clip: None,
             seed: 0,
             checkpoint_every: 500,
@@ -85,6 +91,9 @@ impl TrainConfig {
         }
     }
 }
+
+/// The label dropout of a preset without one (the reference's and the paper's 10 %).
+pub const DEFAULT_LABEL_DROPOUT: f64 = 0.1;
 
 /// `run.json`: what a run trains, in full (so export, generate and a resume need no preset
 /// table, and a run of a modified network exports that network), and how.
@@ -186,6 +195,18 @@ mod tests {
             time_budget: None,
             read_every: 1,
         }
+    }
+
+    #[test]
+    fn every_preset_trains_a_guidable_model_by_default() {
+        for name in Preset::NAMES {
+            let preset = Preset::by_name(name).unwrap();
+            let run = RunConfig::new(&preset, TrainConfig::defaults(&preset));
+            assert!(run.model.has_null_label(), "{name}");
+        }
+        // The reference's MNIST recipe has none; asked for, it trains one.
+        assert!(!Preset::mnist().model.has_null_label());
+        assert_eq!(TrainConfig::defaults(&Preset::mnist()).label_dropout, 0.1);
     }
 
     #[test]
