@@ -167,10 +167,12 @@ pub fn parse_from_str<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, 
     s.parse()
 }
 
+/// `LO,HI` (the spelling the docs use; `LO-HI` and `LO HI`, the page's and the widget's older
+/// ones, read too).
 pub fn parse_interval(s: &str) -> Result<[usize; 2], String> {
     let bad =
         || format!("`{s}` is not an interval of timesteps LO,HI with LO <= HI (e.g. 100,399)");
-    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    let (lo, hi) = s.trim().split_once([',', '-', ' ']).ok_or_else(bad)?;
     match (lo.trim().parse::<usize>(), hi.trim().parse::<usize>()) {
         (Ok(lo), Ok(hi)) if lo <= hi => Ok([lo, hi]),
         _ => Err(bad()),
@@ -210,4 +212,17 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Resu
     dit_web::atomic::write(path, &serde_json::to_vec_pretty(value)?)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_guidance_interval_reads_in_each_spelling() {
+        for s in ["100,399", "100-399", "100 399", " 100, 399 "] {
+            assert_eq!(super::parse_interval(s), Ok([100, 399]), "{s}");
+        }
+        for s in ["399,100", "100", "a,b", "100;399"] {
+            assert!(super::parse_interval(s).is_err(), "{s}");
+        }
+    }
 }
