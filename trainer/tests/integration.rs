@@ -10,6 +10,7 @@ mod celeba;
 mod check;
 mod cli;
 mod download;
+mod folder;
 mod import_torch;
 mod parallel;
 mod reference;

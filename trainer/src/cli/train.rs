@@ -23,9 +23,18 @@ use super::{parse_positive, parse_seconds, progress_bar, ModelArgs, Result};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Dataset folder (MNIST: the four IDX files, gzipped or not; CelebA: the official layout).
+    /// Dataset folder: MNIST's four IDX files (gzipped or not), CelebA's official layout, or your
+    /// own images, one sub-folder per label (the labels are the folder names; JPEG, PNG, GIF, BMP
+    /// or WebP of any size, centre-cropped and resized to the preset's size).
     #[arg(long)]
     data: PathBuf,
+    /// Image folders: the side the images are resized to (a multiple of the patch size).
+    /// Default: the preset's.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Image folders: 1 (grey) or 3 (RGB). Default: the preset's.
+    #[arg(long)]
+    channels: Option<usize>,
     /// Run folder for run.json, metrics, checkpoints, sample grids and plots.
     #[arg(long)]
     run: PathBuf,
@@ -188,7 +197,25 @@ pub struct Stopped {
 
 pub fn run(args: Args) -> Result {
     let preset = args.model.resolve("mnist-cpu")?;
-    let config = RunConfig::new(&preset, args.config(&preset));
+    let mut config = RunConfig::new(&preset, args.config(&preset));
+    if trainer::data::is_image_folder(&args.data) {
+        let scan = trainer::data::folder::Scan::of(&args.data)?;
+        println!(
+            "{}: {} images of {} labels ({})",
+            args.data.display(),
+            scan.items.len(),
+            scan.labels.len(),
+            scan.labels.join(", ")
+        );
+        config = config.on_dataset(
+            trainer::data::folder::DATASET,
+            scan.labels,
+            args.image_size,
+            args.channels,
+        )?;
+    } else if args.image_size.is_some() || args.channels.is_some() {
+        return Err("--image-size and --channels are for a folder of your own images (one sub-folder per label); MNIST and CelebA keep the preset's".into());
+    }
     let bar = progress_bar(
         config.train.steps,
         "{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",

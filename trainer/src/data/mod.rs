@@ -2,9 +2,25 @@
 
 pub mod celeba;
 pub mod download;
+pub mod folder;
 pub mod loader;
 pub mod mnist;
 pub mod shapes;
+
+/// Whether `dir` is a folder of your own images (one sub-folder per label, [`folder`]) rather
+/// than MNIST's IDX files or CelebA's official layout: it has sub-folders and none of theirs.
+pub fn is_image_folder(dir: &std::path::Path) -> bool {
+    let theirs = [
+        "list_attr_celeba.txt",
+        "img_align_celeba",
+        "train-images-idx3-ubyte",
+        "train-images-idx3-ubyte.gz",
+    ];
+    let has_subfolder = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).any(|e| e.path().is_dir()))
+        .unwrap_or(false);
+    has_subfolder && !theirs.iter().any(|name| dir.join(name).exists())
+}
 
 /// Images of one size with class labels, pixels already in [-1, 1] on request.
 pub trait Dataset: Send + Sync {

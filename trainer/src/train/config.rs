@@ -124,6 +124,26 @@ impl RunConfig {
         }
     }
 
+    /// The same run on another dataset: its labels (one label-table row each) and, when given,
+    /// its image side and channels; the network is checked.
+    pub fn on_dataset(
+        mut self,
+        dataset: &str,
+        labels: Vec<String>,
+        side: Option<usize>,
+        channels: Option<usize>,
+    ) -> Result<Self, String> {
+        self.dataset = dataset.into();
+        self.model.num_classes = labels.len();
+        self.labels = labels;
+        self.model.input_size = side.unwrap_or(self.model.input_size);
+        self.model.in_channels = channels.unwrap_or(self.model.in_channels);
+        self.model
+            .validate()
+            .map_err(|e| format!("the network for these images is not valid: {e}"))?;
+        Ok(self)
+    }
+
     /// Reads the run folder's `run.json`.
     pub fn read(run: &RunDir) -> Result<Self, RunError> {
         let path = run.config_file();

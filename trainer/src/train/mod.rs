@@ -629,7 +629,8 @@ fn start_weights<B: AutodiffBackend>(
 }
 
 /// [`train`] on the backend the user chose, on the dataset `config` names, read from `data`
-/// (MNIST: the four IDX files; CelebA: the official layout), on the devices `topology` names.
+/// (MNIST: the four IDX files; CelebA: the official layout; images: one sub-folder per label),
+/// on the devices `topology` names.
 /// Datasets load before the backend starts, so a wrong folder fails fast.
 pub fn train_on(
     backend: crate::backend::BackendChoice,
@@ -698,6 +699,20 @@ pub fn train_on(
         "celeba" => {
             let celeba = CelebA::load(data, Partition::Train)?;
             go(backend, config, &celeba, run, resume, topology, on_step)
+        }
+        crate::data::folder::DATASET => {
+            let (side, channels) = (config.model.input_size, config.model.in_channels);
+            let folder = crate::data::folder::ImageFolder::open(data, side, channels)?;
+            if folder.labels() != config.labels {
+                return Err(format!(
+                    "the label folders of {} are {:?}, the run's labels {:?}",
+                    data.display(),
+                    folder.labels(),
+                    config.labels
+                )
+                .into());
+            }
+            go(backend, config, &folder, run, resume, topology, on_step)
         }
         other => Err(format!("no loader for the dataset `{other}`").into()),
     }
