@@ -2,16 +2,19 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 8080
+# The address `make demo` listens on: 0.0.0.0 serves other machines of the network too.
+HOST ?= 127.0.0.1
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, "", $$0); print; exit }' Cargo.lock)
 CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
 .PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
-.PHONY: help test lint unit wgpu setup-lavapipe cuda cuda-builds browser demo pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
+.PHONY: help test lint unit wgpu setup-lavapipe cuda cuda-builds browser demo site pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
 
 help:
-	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://127.0.0.1:$(PORT)/"
+	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://$(HOST):$(PORT)/ (HOST=0.0.0.0: the network too)"
+	@echo "make site        the self-contained folder a static host serves (site/): the page, pkg/, the shipped weights and the reference's CelebA weights"
 	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, the own WebGPU kernels natively on lavapipe, browser tests in headless Chromium (what CI runs)"
 	@echo "make cuda        build the trainer with CUDA and wgpu (release; not part of make test; docs/gpu.md)"
 	@echo "make bench-gpu   on a GPU machine: the step checker, speed against PyTorch, a short CelebA run (bench/gpu.sh)"
@@ -79,12 +82,33 @@ cuda-builds:
 	$(CARGO) build --release -p trainer --features cuda,gpu-tuned && cp $(TARGET_DIR)/release/trainer gpu-bin/trainer-tuned
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# The site test (tests/browser/site.test.mjs) serves a reference-layout checkpoint written by the
+# trainer's example, which is built beside the trainer.
 browser: pkg setup-browser example-app
+	$(CARGO) build -q -p trainer --example reference_checkpoint
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) \
 		TRAINER=$${TRAINER:-$$(test -x $(abspath $(TARGET_DIR))/debug/trainer && echo $(abspath $(TARGET_DIR))/debug/trainer)} npm test
 
 demo: pkg
-	node tools/serve.mjs www $(PORT)
+	node tools/serve.mjs www $(PORT) $(HOST)
+
+# The site any static host serves, as the Pages workflow publishes it: www/ with pkg/ copied in
+# place of its link (no symlinks), the shipped MNIST weights, and the reference's CelebA weights
+# fetched and converted to int8 with their card (`trainer download celeba-reference`). When that
+# download fails the site is built without them and the log says so. SITE= the folder,
+# CELEBA_URL= another address for the checkpoint, SITE_TRAINER= a trainer binary to use.
+SITE ?= site
+SITE_TRAINER ?= $(TARGET_DIR)/release/trainer
+site: pkg
+	rm -rf $(SITE) && mkdir -p $(SITE)
+	cp -rL www/. $(SITE)/
+	rm -rf $(SITE)/bench $(SITE)/vendor
+	@test -x "$(SITE_TRAINER)" || $(CARGO) build --release -p trainer
+	"$(SITE_TRAINER)" download celeba-reference --out $(SITE)/weights/celeba.safetensors \
+		$(if $(CELEBA_URL),--url "$(CELEBA_URL)") || \
+		echo "make site: the CelebA weights could not be fetched (above); the site has the MNIST models only"
+	node tools/catalogue.mjs $(SITE)/weights $(SITE)/models.json
+	@echo "make site: $(SITE)/ is ready; any static file server can serve it"
 
 # wasm-pack writes pkg/ (www/pkg links to it). It would download binaryen and wasm-bindgen when
 # missing, which an offline machine cannot: setup-wasm installs them from crates.io and npm instead.

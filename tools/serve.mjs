@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // A small static server for www/ (no dependencies): the right MIME types (application/wasm),
-// a strict Content-Security-Policy header, symlinks followed (www/pkg -> ../pkg), loopback only.
+// a strict Content-Security-Policy header, symlinks followed (www/pkg -> ../pkg), single byte
+// ranges, loopback unless a HOST is given.
 // It sends what a static host like GitHub Pages sends for a widget embedded in a post on another
 // origin: `Access-Control-Allow-Origin: *` (the post's page fetches the scripts, the wasm, the
 // weights and models.json from here) and `Cross-Origin-Resource-Policy: cross-origin`.
@@ -24,7 +25,7 @@ export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; st
   "img-src 'self' blob: data:; worker-src 'self'; connect-src 'self' https: blob:";
 
 /** Serves `dir`; `csp: false` leaves the Content-Security-Policy header out (the tests' blog on
- *  another origin, which has none of its own). */
+ *  another origin, which has none of its own), and a string sends that policy instead. */
 export function serve(dir, port = 0, host = "127.0.0.1", { csp = true } = {}) {
   const root = resolve(dir);
   const server = createServer(async (req, res) => {
@@ -33,15 +34,31 @@ export function serve(dir, port = 0, host = "127.0.0.1", { csp = true } = {}) {
       let file = resolve(join(root, path));
       if (file !== root && !file.startsWith(root + sep)) throw Object.assign(new Error(), { code: "ENOENT" });
       if ((await stat(file)).isDirectory()) file = join(file, "index.html");
-      const body = await readFile(file);
-      res.writeHead(200, {
+      let body = await readFile(file);
+      const headers = {
         "content-type": TYPES[extname(file)] || "application/octet-stream",
-        "content-length": body.length,
-        ...(csp && { "content-security-policy": CSP }),
+        ...(csp && { "content-security-policy": typeof csp === "string" ? csp : CSP }),
         "cache-control": "no-cache",
         "access-control-allow-origin": "*",
         "cross-origin-resource-policy": "cross-origin",
-      });
+        "accept-ranges": "bytes",
+      };
+      // One byte range (`Range: bytes=A-B`, as a download that fetches part of a file asks).
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+      let status = 200;
+      if (range) {
+        const [start, end] = [Number(range[1]), Math.min(body.length - 1, range[2] ? Number(range[2]) : body.length - 1)];
+        if (start > end) {
+          res.writeHead(416, { "content-range": `bytes */${body.length}` });
+          res.end();
+          return;
+        }
+        headers["content-range"] = `bytes ${start}-${end}/${body.length}`;
+        body = body.subarray(start, end + 1);
+        status = 206;
+      }
+      headers["content-length"] = body.length;
+      res.writeHead(status, headers);
       res.end(req.method === "HEAD" ? undefined : body);
     } catch (error) {
       res.writeHead(error.code === "ENOENT" || error.code === "ENOTDIR" ? 404 : 500);

@@ -9,7 +9,7 @@ const ui = {
   model: $("model"), labels: $("labels"), batch: $("batch"), sampler: $("sampler"),
   steps: $("steps"), cfg: $("cfg"), cfgi: $("cfgi"), seed: $("seed"), preview: $("preview"),
   generate: $("generate"), stop: $("stop"), download: $("download"), permalink: $("permalink"),
-  estimate: $("estimate"), embedScript: $("embed-script"), embedFrame: $("embed-frame"),
+  estimate: $("estimate"), embedScript: $("embed-script"), embedFrame: $("embed-frame"), embedCsp: $("embed-csp"),
   progress: $("progress"), status: $("status"), error: $("error"), canvas: $("canvas"),
   stats: $("stats"), info: $("model-info"), why: $("model-why"),
 };
@@ -50,11 +50,12 @@ function selectedLabels() {
   return [...ui.labels.querySelectorAll("button[aria-pressed=true]")].map((b) => b.dataset.label);
 }
 
-/** The "guided t" box: "" (every step) or "lo-hi" -> [lo, hi]; throws on anything else. */
+/** The "guided t" box: "" (every step) or "lo,hi" -> [lo, hi] ("lo-hi" and "lo hi" read too);
+ *  throws on anything else. */
 function guidanceInterval(text) {
   if (!text.trim()) return undefined;
-  const match = text.match(/^\s*(\d+)\s*[-,]\s*(\d+)\s*$/);
-  if (!match) throw new Error(`guided t: "${text}" is not a range of timesteps like 100-399 (empty: every step)`);
+  const match = text.match(/^\s*(\d+)\s*[-, ]\s*(\d+)\s*$/);
+  if (!match) throw new Error(`guided t: "${text}" is not a range of timesteps like 100,399 (empty: every step)`);
   return [Number(match[1]), Number(match[2])];
 }
 
@@ -83,7 +84,7 @@ function permalink() {
     seed: ui.seed.value,
     run: "1",
   });
-  if (ui.cfgi.value.trim()) p.set("cfgi", ui.cfgi.value.trim());
+  if (ui.cfgi.value.trim()) p.set("cfgi", ui.cfgi.value.trim().replace(/\s*[-, ]\s*/, ","));
   for (const key of ["backend", "kernels"]) if (params.get(key)) p.set(key, params.get(key));
   return `${location.pathname}?${p}`;
 }
@@ -135,15 +136,34 @@ async function selectModel(name, labels, keep = new Set()) {
   for (const [id, key] of Object.entries(CARD_SETTINGS)) {
     if (keep.has(id)) continue;
     // A card without an interval guides every step: clear what the previous model's card set.
-    if (id === "cfgi") ui.cfgi.value = card[key] ? card[key].join("-") : "";
+    if (id === "cfgi") ui.cfgi.value = card[key] ? card[key].join(",") : "";
     else if (card[key] !== undefined) ui[id].value = String(card[key]);
   }
-  renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, 10)));
+  // A heavy model starts lighter on the CPU fallback: its card's `cpu_start` (fewer steps, fewer
+  // images), unless the URL set them.
+  const light = client.backend === "cpu" ? card.cpu_start : undefined;
+  if (light?.steps && !keep.has("steps")) ui.steps.value = String(light.steps);
+  if (light?.images && !keep.has("batch")) ui.batch.value = "1";
+  const shown = light?.images ?? 10;
+  renderLabels(labels ?? meta.labels.slice(0, Math.min(meta.labels.length, shown)));
+  if (light) {
+    ui.why.textContent = `On the CPU fallback a step of ${name} takes seconds per image: it starts with ` +
+      `${light.images ?? "a few"} image${light.images === 1 ? "" : "s"} and ${ui.steps.value} steps (a GPU with WebGPU runs it far faster).`;
+  }
   ui.steps.max = String(meta.max_steps);
   ui.generate.disabled = false;
   setStatus(`ready on ${client.backend}${backendDetails()}`, "ready");
   showEstimate();
   showEmbed();
+}
+
+/** The narrowest Content-Security-Policy sources a post needs for the widget from `host`: its
+ *  scripts and the wasm compile (script-src), models.json, the wasm and the weights
+ *  (connect-src), and the worker, started from a blob: URL that imports the host's module
+ *  (worker-src: a module worker's imports are checked there). tests/browser/embed.test.mjs
+ *  runs the widget under exactly this policy. */
+function widgetPolicy(host) {
+  return `script-src ${host} 'wasm-unsafe-eval'; connect-src ${host}; worker-src blob: ${host}`;
 }
 
 /** The two ways to put the current settings in a post: the widget's script tag, or an iframe
@@ -153,7 +173,7 @@ function showEmbed() {
   const labels = selectedLabels();
   const attrs = {
     model: ui.model.value, labels: labels.join(" "), sampler: ui.sampler.value, steps: ui.steps.value,
-    cfg: ui.cfg.value, "cfg-interval": ui.cfgi.value.trim().replace(/\s*[-,]\s*/, " ") || "all", seed: ui.seed.value,
+    cfg: ui.cfg.value, "cfg-interval": ui.cfgi.value.trim().replace(/\s*[-, ]\s*/, ",") || "all", seed: ui.seed.value,
   };
   const html = Object.entries(attrs).map(([k, v]) => ` ${k}="${String(v).replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"`).join("");
   ui.embedScript.value = `<script type="module" src="${new URL("dit-widget.js", site)}"></script>\n<dit-generate${html}></dit-generate>`;
@@ -161,6 +181,7 @@ function showEmbed() {
   // The widget's images, and room for its button, progress bar and status line.
   const shown = displaySize(meta?.model.input_size ?? 28, labels.length);
   const [width, height] = [Math.max(240, shown.width + 24), shown.height + 72];
+  ui.embedCsp.value = widgetPolicy(site.origin);
   ui.embedFrame.value = `<iframe src="${new URL(`embed.html?${query}`, site)}" width="${width}" height="${height}" ` +
     `style="border:0" title="dit-web: images drawn in your browser" loading="lazy"></iframe>`;
 }
@@ -355,7 +376,7 @@ async function main() {
   }
   const labels = params.get("labels")?.split(/[ ,]+/).filter(Boolean);
   try {
-    const fromUrl = new Set(Object.keys(CARD_SETTINGS).filter((id) => params.has(id)));
+    const fromUrl = new Set([...Object.keys(CARD_SETTINGS), "batch"].filter((id) => params.has(id)));
     await selectModel(ui.model.value, labels, fromUrl);
     performance.mark("dit:model-loaded");
   } catch (error) {
@@ -373,7 +394,7 @@ async function main() {
     showEmbed();
   });
   ui.stop.addEventListener("click", () => abort?.abort());
-  for (const id of ["embed-script", "embed-frame"]) {
+  for (const id of ["embed-script", "embed-frame", "embed-csp"]) {
     $(`${id}-copy`).addEventListener("click", () => navigator.clipboard?.writeText($(id).value).catch(() => {}));
   }
   ui.model.addEventListener("change", () => {

@@ -26,6 +26,31 @@ function startWorker() {
   return worker;
 }
 
+/** Content-Security-Policy violations this page saw (the embedding post's policy): a worker that
+ *  did not start is explained by the directive that stopped it. */
+const violations = [];
+globalThis.document?.addEventListener("securitypolicyviolation", (e) => violations.push(e));
+
+/** Why the worker did not start on a page of another origin, naming what to change. A module
+ *  worker's imports are checked against worker-src (not script-src), and the page never sees
+ *  that violation: a fetch of the same URL tells it apart from missing CORS headers. */
+async function whyNoWorker() {
+  const host = here.origin;
+  const named = violations.find((v) => ["worker-src", "script-src", "script-src-elem", "connect-src"].includes(v.effectiveDirective));
+  if (named) {
+    return `the worker failed to start: this page's Content-Security-Policy blocked ${named.blockedURI || "it"} ` +
+      `in ${named.effectiveDirective} (allow ${host} in script-src, connect-src and worker-src, blob: in worker-src, and 'wasm-unsafe-eval' in script-src)`;
+  }
+  try {
+    await fetch(new URL("worker.js", here), { mode: "cors", cache: "no-store" });
+  } catch {
+    return `the worker failed to start: ${host} must send CORS headers (Access-Control-Allow-Origin: *), ` +
+      `and this page's Content-Security-Policy must allow it in connect-src`;
+  }
+  return `the worker failed to start: this page's Content-Security-Policy must allow ${host} in worker-src ` +
+    "(beside blob:), as a module worker's imports are checked against worker-src";
+}
+
 /** The models this site ships or knows about (www/models.json). */
 let catalogue;
 export async function models() {
@@ -86,10 +111,10 @@ class Client {
     this.worker = startWorker();
     this.worker.onmessage = (event) => this.#receive(event.data);
     const crossOrigin = here.origin !== location.origin;
-    this.worker.onerror = (event) => this.#crash(event.message || (crossOrigin
-      ? `the worker failed to start: ${here.origin} must send CORS headers (Access-Control-Allow-Origin) ` +
-        "and this page's Content-Security-Policy must allow it in script-src and blob: in worker-src"
-      : "the worker failed to start"));
+    this.worker.onerror = async (event) => {
+      if (event.message) this.#crash(event.message);
+      else this.#crash(crossOrigin ? await whyNoWorker() : "the worker failed to start");
+    };
     // Resolves once the worker knows its backend (the wasm module may still be compiling).
     this.ready = this.#call({ type: "init", backend, kernels }).then((info) => {
       this.backend = info.backend;

@@ -7,13 +7,14 @@
 // models.json) is resolved against this file's URL, and the worker is started through a blob:
 // URL where the post's origin differs. The host of this file must then send CORS headers
 // (`Access-Control-Allow-Origin: *`, as GitHub Pages does; `tools/serve.mjs` does too), and a post
-// with a Content-Security-Policy must allow that host in script-src and connect-src, and blob: in
-// worker-src.
+// with a Content-Security-Policy needs `script-src HOST 'wasm-unsafe-eval'; connect-src HOST;
+// worker-src blob: HOST` (a module worker's imports are checked against worker-src).
 //
 // Attributes: model (a name from models.json; default: the largest MNIST model on WebGPU, the
 // smallest on the CPU fallback), labels (names, space or comma separated), and the sampler:
 // sampler (dpm++ | ddim | ddpm), steps, cfg (guidance), cfg-interval (the timesteps guided,
-// "lo hi", or "all"); each defaults to the model card's in models.json, else dpm++, 20, 3 and all,
+// "lo,hi", or "all"); each defaults to the model card's in models.json (its `cpu_start` steps on
+// the CPU fallback), else dpm++, 20, 3 and all,
 // seed (0), start ("visible": generate when scrolled into
 // view, the default; "click": wait for a click). Nothing heavy (worker, wasm, weights) loads before
 // that. All widgets on a page share one worker and one copy of each model's weights. While it
@@ -89,14 +90,15 @@ class DitGenerate extends HTMLElement {
     return (this.getAttribute("labels") || "0").split(/[ ,]+/).filter(Boolean);
   }
 
-  /** The guided timesteps: `cfg-interval="100 399"`, else the card's; `all` or none: every step. */
+  /** The guided timesteps: `cfg-interval="100,399"` ("100-399" and "100 399" read too), else
+   *  the card's; `all` or none: every step. */
   #interval(card) {
     const text = this.getAttribute("cfg-interval");
     if (text === null) return card.guidance_interval;
     if (text.trim() === "all") return undefined;
     const bounds = text.split(/[ ,-]+/).filter(Boolean).map(Number);
     if (bounds.length !== 2 || !bounds.every(Number.isInteger)) {
-      throw new Error(`cfg-interval="${text}": expected two timesteps, e.g. "100 399"`);
+      throw new Error(`cfg-interval="${text}": expected two timesteps, e.g. "100,399"`);
     }
     return bounds;
   }
@@ -129,7 +131,9 @@ class DitGenerate extends HTMLElement {
       const card = (await models())[model] ?? {};
       const request = {
         labels: this.#labels(),
-        steps: Number(this.getAttribute("steps") || card.steps || 20),
+        // A heavy model's card may ask for fewer steps on the CPU fallback (`cpu_start`).
+        steps: Number(this.getAttribute("steps") ||
+          (client.backend === "cpu" && card.cpu_start?.steps) || card.steps || 20),
         sampler: this.getAttribute("sampler") || card.sampler || "dpm++",
         cfg: Number(this.getAttribute("cfg") || card.guidance || 3),
         cfg_interval: this.#interval(card),

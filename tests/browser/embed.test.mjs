@@ -26,6 +26,12 @@ function writePost(demoBase) {
 <dit-generate id="pi" model="mnist-cpu" labels="3 1 4" sampler="dpm++" steps="6" seed="2" cfg="1"></dit-generate>
 <iframe id="frame" src="${demoBase}embed.html?model=mnist-cpu&labels=2,7&sampler=dpm%2B%2B&steps=5&seed=9&cfg=1" width="300" height="160"></iframe>
 </body></html>`);
+  // A post that sends its own Content-Security-Policy (the server adds the header).
+  writeFileSync(join(blogDir, "csp-post.html"), `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A strict post</title>
+<script type="module" src="${demoBase}dit-widget.js"></script></head>
+<body><dit-generate id="w" model="mnist-cpu" labels="3" sampler="dpm++" steps="2" seed="1" cfg="1"></dit-generate>
+</body></html>`);
 }
 
 const canvasOf = (locator) => locator.evaluate((el) => el.shadowRoot.querySelector("canvas").toDataURL("image/png"))
@@ -81,7 +87,7 @@ describe("embedding", { timeout: TIMEOUT * 3 }, () => {
     await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
     const script = await page.locator("#embed-script").inputValue();
     assert.ok(script.startsWith(`<script type="module" src="${demo.base}dit-widget.js"></script>`), script);
-    for (const attr of ['model="mnist-cpu"', 'labels="5 6"', 'steps="7"', 'seed="4"', 'cfg="2"', 'cfg-interval="100 300"']) {
+    for (const attr of ['model="mnist-cpu"', 'labels="5 6"', 'steps="7"', 'seed="4"', 'cfg="2"', 'cfg-interval="100,300"']) {
       assert.ok(script.includes(attr), `${attr} in ${script}`);
     }
     const iframe = await page.locator("#embed-frame").inputValue();
@@ -90,6 +96,42 @@ describe("embedding", { timeout: TIMEOUT * 3 }, () => {
     assert.equal(src.searchParams.get("labels"), "5,6");
     assert.equal(src.searchParams.get("steps"), "7");
     assert.deepEqual(problems, []);
+  });
+
+  test("a post whose Content-Security-Policy is the Embed box's runs the widget; one without the host in worker-src is told so", async (t) => {
+    // The policy, as the page prints it for a post (plus the post's own `default-src 'self'`).
+    const { page: demoPage } = await openPage(chrome.context);
+    await demoPage.goto(`${demo.base}index.html?model=mnist-cpu&labels=3&steps=2&cfg=1`);
+    await demoPage.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    const sources = await demoPage.locator("#embed-csp").inputValue();
+    const host = new URL(demo.base).origin;
+    assert.equal(sources, `script-src ${host} 'wasm-unsafe-eval'; connect-src ${host}; worker-src blob: ${host}`);
+    await demoPage.close();
+
+    const strict = sources.replace("script-src ", "script-src 'self' ");
+    for (const [policy, expected] of [
+      [`default-src 'self'; ${strict}`, null],
+      // What the README said before: the host in script-src and connect-src, blob: in worker-src.
+      [`default-src 'self'; script-src 'self' ${host} 'wasm-unsafe-eval'; connect-src ${host}; worker-src blob:`,
+        /Content-Security-Policy must allow http:\/\/127\.0\.0\.1:\d+ in worker-src \(beside blob:\)/],
+      // No blob: at all: the violation the page sees is named.
+      [`default-src 'self'; script-src 'self' ${host} 'wasm-unsafe-eval'; connect-src ${host}; worker-src ${host}`,
+        /blocked blob in worker-src/],
+    ]) {
+      const post = await startServer(blogDir, "127.0.0.2", { csp: policy });
+      try {
+        const { page } = await openPage(chrome.context);
+        await page.goto(`${post.base}csp-post.html`);
+        await page.waitForFunction(() => document.querySelector("#w").dataset.state, null, { timeout: TIMEOUT });
+        const [state, status] = await page.locator("#w").evaluate((el) => [el.dataset.state, el.shadowRoot.querySelector(".status").textContent]);
+        t.diagnostic(`${policy}: ${state}: ${status}`);
+        if (expected === null) assert.equal(state, "done", status);
+        else assert.match(status, expected);
+        await page.close();
+      } finally {
+        post.server.close();
+      }
+    }
   });
 
   test("a running generation stops from the page and from the widget; the next one starts at once", async (t) => {

@@ -129,3 +129,20 @@ export function spread(image) {
   }
   return Math.sqrt(squares / n - (sum / n) ** 2);
 }
+
+/** The weight file at `path` with its dit-web metadata changed by `edit(meta)` (the tensors as
+ *  they are): a file whose header lies. */
+export function withMetadata(path, edit) {
+  const bytes = readFileSync(path);
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString("utf8"));
+  const meta = JSON.parse(header.__metadata__["dit-web"]);
+  edit(meta);
+  header.__metadata__["dit-web"] = JSON.stringify(meta);
+  // safetensors pads the header with spaces to a multiple of 8 bytes.
+  let text = JSON.stringify(header);
+  text += " ".repeat((8 - (text.length % 8)) % 8);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  return Buffer.concat([prefix, Buffer.from(text, "utf8"), bytes.subarray(8 + length)]);
+}

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { join } from "node:path";
 import {
-  decodePng, FIXTURES, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE,
+  decodePng, FIXTURES, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE, weightsOf, withMetadata,
 } from "./harness.mjs";
 
 const TIMEOUT = 240_000;
@@ -52,7 +52,7 @@ async function assertCardSettings(page, model) {
   assert.equal(await page.locator("#sampler").inputValue(), card.sampler ?? "dpm++", `${model}: sampler`);
   assert.equal(Number(await page.locator("#steps").inputValue()), card.steps ?? 20, `${model}: steps`);
   assert.equal(Number(await page.locator("#cfg").inputValue()), card.guidance ?? 3, `${model}: guidance`);
-  assert.equal(await page.locator("#cfgi").inputValue(), card.guidance_interval?.join("-") ?? "", `${model}: guided t`);
+  assert.equal(await page.locator("#cfgi").inputValue(), card.guidance_interval?.join(",") ?? "", `${model}: guided t`);
   // Every box the card filled holds a value the form accepts (e.g. within the guidance box's step).
   for (const id of ["sampler", "steps", "cfg", "cfgi"]) {
     assert.ok(await page.locator(`#${id}`).evaluate((e) => e.validity.valid), `${model}: #${id} is valid`);
@@ -296,6 +296,20 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
     const message = await page.locator("#error").textContent();
     assert.match(message, /could not load broken\.safetensors: .+/);
     assert.equal(await page.locator("#model").inputValue(), "mnist-cpu", "the shipped model stays selected");
+    // Files whose metadata lies about the image size or holds an unusable schedule: refused
+    // with the field named, before anything is allocated from them.
+    const lies = [
+      ["huge.safetensors", (m) => { m.model.input_size = 100000; }, /could not load huge\.safetensors: .*input_size = 100000 is more than dit-web accepts/],
+      ["beta.safetensors", (m) => { m.schedule.beta_end = 2.0; }, /could not load beta\.safetensors: .*beta_end = 2 must be in \(0, 1\)/],
+    ];
+    for (const [name, edit, expected] of lies) {
+      await page.locator("#weights-file").setInputFiles({
+        name, mimeType: "application/octet-stream", buffer: withMetadata(weightsOf("mnist-cpu"), edit),
+      });
+      await page.waitForFunction((n) => document.querySelector("#error").textContent.includes(n), name, { timeout: TIMEOUT });
+      assert.match(await page.locator("#error").textContent(), expected);
+      assert.equal(await page.locator("#model").inputValue(), "mnist-cpu", "the shipped model stays selected");
+    }
     // Too many images for one call: a plain message, nothing sent to the worker.
     await page.fill("#batch", "16");
     for (const digit of ["2", "3", "4", "5"]) await page.click(`#labels button:text-is("${digit}")`);
