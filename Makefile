@@ -85,7 +85,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # The site test (tests/browser/site.test.mjs) serves a reference-layout checkpoint written by the
 # trainer's example, which is built beside the trainer.
 browser: pkg setup-browser example-app
-	$(CARGO) build -q -p trainer --example reference_checkpoint
+	$(LINTED) $(CARGO) build -q -p trainer --example reference_checkpoint
 	cd $(BROWSER_DIR) && CHROMIUM=$(CHROMIUM) \
 		TRAINER=$${TRAINER:-$$(test -x $(abspath $(TARGET_DIR))/debug/trainer && echo $(abspath $(TARGET_DIR))/debug/trainer)} npm test
 
