@@ -325,11 +325,16 @@ function showEstimate() {
   document.body.dataset.estimateMs = ms === null ? "" : String(Math.round(ms));
 }
 
+/** The model list's entry for the visitor's own file: one at a time, as the worker keeps one. */
+let userOption = null;
+
 async function loadUserWeights(name, bytes) {
   showError("");
   try {
     await client.loadBytes(name, bytes);
-    if (![...ui.model.options].some((o) => o.value === name)) ui.model.add(new Option(name, name));
+    if (userOption && userOption.value !== name) userOption.remove();
+    userOption = [...ui.model.options].find((o) => o.value === name) ?? new Option(name, name);
+    if (!userOption.parentNode) ui.model.add(userOption);
     ui.model.value = name;
     await selectModel(name);
   } catch (error) {

@@ -100,6 +100,7 @@ class Client {
     this.backend = null;
     this.listeners = new Set();
     this.loads = new Map();
+    this.userModel = null; // the name of the one model loaded from bytes
   }
 
   /**
@@ -146,10 +147,20 @@ class Client {
     return this.loads.get(name);
   }
 
-  /** Loads weights from bytes (file picker, drag-and-drop) under a new model name. */
+  /** Loads weights from bytes (file picker, drag-and-drop) under a new model name. The worker
+   *  holds one such file: once this one has loaded, the previous one is gone. */
   async loadBytes(name, bytes) {
     await this.start();
-    return this.#load(name, { bytes }, [bytes.buffer]);
+    const meta = await this.#load(name, { bytes }, [bytes.buffer]);
+    if (this.userModel && this.userModel !== name) this.loads.delete(this.userModel);
+    this.userModel = name;
+    return meta;
+  }
+
+  /** `{wasmBytes, sessions}`: the worker's wasm memory and the models it holds. */
+  async memory() {
+    await this.start();
+    return this.#call({ type: "memory" });
   }
 
   /**
@@ -228,6 +239,7 @@ class Client {
     this.worker?.terminate();
     this.worker = null;
     this.loads.clear();
+    this.userModel = null;
     for (const call of this.pending.values()) call.reject(new Error(reason));
     this.pending.clear();
     for (const listener of this.listeners) listener({ type: "restart", reason });

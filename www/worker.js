@@ -21,6 +21,9 @@ let ownKernels = true;
 let wasmReady = null;
 const wasm = () => (wasmReady ??= init());
 const sessions = new Map(); // model name -> DitSession with its weights loaded
+// The one model loaded from bytes (a visitor's own file): the next such file replaces it, so a
+// long visit holds the catalogue's models and one file, however many files are opened.
+let userModel = null;
 let queue = Promise.resolve(); // the generation running now, and those waiting for it
 const cancelled = new Set(); // ids of generations asked to stop
 
@@ -166,11 +169,33 @@ const handlers = {
   async load({ model, url, bytes }) {
     const [data] = await Promise.all([bytes ? new Uint8Array(bytes) : fetchWeights(model, url), wasm()]);
     if (backend === "cpu") adapterInfo = `${cpuLibrary()}, wasm SIMD128, one thread`;
-    // A bad file throws in loadWeights and leaves the old session for this name untouched.
-    const session = sessions.get(model) || (await newSession());
-    const meta = session.loadWeights(data);
+    // A bad file throws in loadWeights and leaves the old session for this name untouched; a
+    // session made for it is freed.
+    const existing = sessions.get(model);
+    const session = existing || (await newSession());
+    let meta;
+    try {
+      meta = session.loadWeights(data);
+    } catch (error) {
+      if (!existing) session.free();
+      throw error;
+    }
     sessions.set(model, session);
+    if (bytes) {
+      if (userModel !== null && userModel !== model) {
+        sessions.get(userModel)?.free();
+        sessions.delete(userModel);
+      }
+      userModel = model;
+    }
     return { ...meta, bytes: data.length, adapter: adapterInfo, kernels: kernelsName(), maxBatch: maxBatch() };
+  },
+
+  // The module's linear memory (it only grows) and the sessions held: what a long visit's
+  // soak test watches (tests/browser/soak.test.mjs).
+  async memory() {
+    const exports = await wasm();
+    return { wasmBytes: exports.memory.buffer.byteLength, sessions: sessions.size };
   },
 
   generate({ id, model, request }) {
