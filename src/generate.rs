@@ -262,16 +262,18 @@ pub fn max_steps(schedule: &NoiseSchedule) -> usize {
 /// one step, or every timestep, instead of what was asked.
 pub fn check_steps(schedule: &NoiseSchedule, config: &SamplerConfig) -> Result<(), GenerateError> {
     let max = max_steps(schedule);
-    let ddpm = config.kind == SamplerKind::Ddpm;
-    match config.steps {
-        0 if ddpm => Ok(()),
-        steps if steps == 0 || steps > max => Err(GenerateError::BadSteps {
-            steps,
-            max,
-            hint: if ddpm { " (or 0: every timestep)" } else { "" },
-        }),
-        _ => Ok(()),
+    if config.kind.allows_steps(config.steps, max) {
+        return Ok(());
     }
+    Err(GenerateError::BadSteps {
+        steps: config.steps,
+        max,
+        hint: if config.kind == SamplerKind::Ddpm {
+            " (or 0: every timestep)"
+        } else {
+            ""
+        },
+    })
 }
 
 /// Samples a batch, one image per label, calling `on_step` after every step.

@@ -71,7 +71,7 @@ impl Request {
             ));
         }
         let kind: SamplerKind = self.sampler.parse()?;
-        if self.steps > MAX_STEPS || (self.steps == 0 && kind != SamplerKind::Ddpm) {
+        if !kind.allows_steps(self.steps, MAX_STEPS) {
             return Err(format!(
                 "steps must be 1..={MAX_STEPS} (0 means every timestep, DDPM only), got {}",
                 self.steps

@@ -58,6 +58,12 @@ impl FromStr for DdpmVariance {
 
 impl SamplerKind {
     pub const NAMES: [&'static str; 3] = ["dpm++", "ddim", "ddpm"];
+
+    /// The one rule for a number of sampler steps: 1..=`max`, or 0 for DDPM, which then takes
+    /// every timestep (the reference's sampler).
+    pub fn allows_steps(self, steps: usize, max: usize) -> bool {
+        (1..=max).contains(&steps) || (steps == 0 && self == Self::Ddpm)
+    }
 }
 
 impl FromStr for SamplerKind {
