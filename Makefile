@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
-.PHONY: setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
+.PHONY: fuzz-metadata setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
 .PHONY: help test lint unit wgpu setup-lavapipe cuda cuda-builds browser demo site pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
 
 help:
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-first-image  cold cache to the first digit on screen, per backend and model"
 	@echo "make bench-cpu-profile  V8's profile of the browser's CPU backend: where a step's time goes"
 	@echo "make fuzz        fuzz the weight-file reader with cargo-fuzz (FUZZ_SECONDS=600)"
+	@echo "make fuzz-metadata  fuzz weight files whose metadata holds absurd numbers, with an allocation limit"
 
 # Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
 # pkg/ with the wasm-test profile (no LTO, no wasm-opt; see Cargo.toml) and takes the reference
@@ -215,6 +216,17 @@ fuzz:
 	mkdir -p fuzz/corpus/weights && cp fuzz/seeds/*.safetensors fuzz/corpus/weights/
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none weights corpus/weights -- \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=65536
+
+# The metadata fuzzer: valid JSON with absurd numbers over a real file's tensors. A process over
+# 2 GB of memory counts as a crash; with FUZZ_SANITIZER=address (a slower build) so does any single
+# allocation over FUZZ_MALLOC_MB, which libFuzzer sees only through a sanitizer's malloc hooks.
+FUZZ_MALLOC_MB ?= 512
+FUZZ_SANITIZER ?= none
+fuzz-metadata:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/metadata
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(FUZZ_SANITIZER) metadata corpus/metadata -- \
+		-max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=$(FUZZ_MALLOC_MB) -rss_limit_mb=2048
 
 fuzz-seeds:
 	$(CARGO) run -q --example tiny_weights -- fuzz/seeds/tiny-int8.safetensors int8
