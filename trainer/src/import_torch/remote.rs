@@ -379,12 +379,16 @@ fn download_whole(
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0u64;
+    let mut cut = false;
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            // A connection cut short: what arrived is checked below.
-            Err(_) => break,
+            // A connection cut short, even where the length was not announced.
+            Err(_) => {
+                cut = true;
+                break;
+            }
         };
         out.write_all(&buf[..n]).map_err(io(&part))?;
         got += n as u64;
@@ -395,7 +399,7 @@ fn download_whole(
         });
     }
     out.sync_all().map_err(io(&part))?;
-    if want > 0 && got != want {
+    if cut || (want > 0 && got != want) {
         let _ = std::fs::remove_file(&part);
         return Err(WholeError::Short(got));
     }
