@@ -81,6 +81,18 @@ pub fn write(
     Ok(report)
 }
 
+/// Writes `card` as `NAME.card.json` beside the weight file `weights` (`NAME.safetensors`), where
+/// the page's catalogue (`tools/catalogue.mjs`) reads it, whole or not at all; returns its path.
+pub fn write_card(
+    weights: &Path,
+    card: &serde_json::Value,
+) -> Result<std::path::PathBuf, ExportError> {
+    let path = weights.with_extension("card.json");
+    let json = serde_json::to_vec_pretty(card).expect("a JSON value serialises");
+    dit_web::atomic::write(&path, &json).map_err(PathError::at(&path))?;
+    Ok(path)
+}
+
 /// The model card `trainer export` writes beside a weight file (`NAME.card.json`, read by the
 /// page's catalogue), replacing the card of whatever file was there before: the page's start for
 /// this model (guided only where the model has a null label) and how it was trained. Quality and

@@ -7,7 +7,7 @@ use dit_web::weights::Quantization;
 use trainer::import_torch::reference::{self, Reference, REFERENCES};
 use trainer::import_torch::remote::{default_cache, Transfer};
 
-use super::{parse_from_str, progress_bar, write_json, Result};
+use super::{parse_from_str, progress_bar, Result};
 
 /// Download MNIST (`mnist --data DIR`, checksums verified), or a reference checkpoint converted
 /// into the weight file the page loads (`celeba-reference --out www/weights/celeba.safetensors`,
@@ -82,8 +82,7 @@ fn reference(known: &Reference, args: &Args, out: &Path) -> Result {
     let fetched = fetched?;
     let meta = fetched.imported.file.meta.clone();
     let report = trainer::export::write(fetched.imported.file, args.quant, out)?;
-    let card_path = out.with_extension("card.json");
-    write_json(&card_path, &reference::card(known, url, meta.step))?;
+    let card_path = trainer::export::write_card(out, &reference::card(known, url, meta.step))?;
     let mb = |b: u64| b as f64 / 1e6;
     println!(
         "{url}: {:.1} MB checkpoint; downloaded {:.1} MB now, {:.1} MB cached in {} (the EMA weights, the zip's directory and its pickle; the raw weights and the optimizer state are not fetched where the server sends byte ranges)",

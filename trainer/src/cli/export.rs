@@ -44,10 +44,8 @@ pub fn run(args: Args) -> Result {
     let (step, ema) = (file.meta.step, file.meta.ema);
     let card = trainer::export::card(&file.meta);
     let report = trainer::export::write(file, args.quant, &args.out)?;
-    // The page reads NAME.card.json beside NAME.safetensors: a card left by an earlier file
-    // would start this model at that one's settings.
-    let card_path = args.out.with_extension("card.json");
-    super::write_json(&card_path, &card)?;
+    // A card left by an earlier file of this name would start this model at that one's settings.
+    let card_path = trainer::export::write_card(&args.out, &card)?;
     println!(
         "wrote {} ({} bytes, {:?}, {} weights from step {step})",
         args.out.display(),
