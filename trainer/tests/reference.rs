@@ -154,6 +154,7 @@ fn without_byte_ranges_the_whole_file_is_downloaded_once() {
     let fetched = fetch_ok(&server.url, cache.path());
     assert_eq!(fetched.imported.file.tensors, expected_tensors().tensors);
     assert_eq!(fetched.cached, body.len() as u64);
+    assert_eq!(fetched.downloaded, body.len() as u64);
     // The next run is answered with the whole file again (this server knows no other way), but
     // reads nothing of it: the cache is whole.
     let before = server.sent.load(Ordering::SeqCst);

@@ -255,6 +255,7 @@ impl RemoteFile {
             }
         };
 
+        let mut fetched = 0;
         if !ranges && (state.len == 0 || state.held() < state.len) {
             // The body of this answer is the whole file: keep it.
             let got = download_whole(&mut response, &dir, now.len, &mut on_transfer).map_err(
@@ -269,6 +270,7 @@ impl RemoteFile {
             )?;
             state = CacheState { len: got, ..now };
             state.insert(0, got);
+            fetched = got;
         }
         drop(response);
 
@@ -288,7 +290,7 @@ impl RemoteFile {
             state,
             agent,
             on_transfer,
-            fetched: 0,
+            fetched,
             failure: None,
         })));
         file.0.borrow().save()?;
@@ -309,7 +311,8 @@ impl RemoteFile {
         self.0.borrow().state.held()
     }
 
-    /// Bytes that came over the network since [`RemoteFile::open`] (the probe not counted).
+    /// Bytes of the file that came over the network since [`RemoteFile::open`] began (a whole
+    /// download included; the probe's one byte not).
     pub fn fetched(&self) -> u64 {
         self.0.borrow().fetched
     }
@@ -333,14 +336,7 @@ impl RemoteFile {
         let total: u64 = gaps.iter().map(|(a, b)| b - a).sum();
         let mut done = 0;
         for (a, b) in gaps {
-            inner.fetch(a, b, &mut |n| {
-                done += n;
-                Transfer {
-                    what: what.into(),
-                    done,
-                    total,
-                }
-            })?;
+            inner.fetch(a, b, what, &mut done, total)?;
         }
         Ok(())
     }
@@ -416,13 +412,14 @@ impl Inner {
     }
 
     /// Fetches `[start, end)` in requests of at most [`CHUNK`] bytes, writes each to `data` and
-    /// records it. `progress(n)` is told of every `n` bytes written and returns the transfer to
-    /// report.
+    /// records it, adding what it wrote to `done` and reporting `done` of `total` bytes of `what`.
     fn fetch(
         &mut self,
         start: u64,
         end: u64,
-        progress: &mut dyn FnMut(u64) -> Transfer,
+        what: &str,
+        done: &mut u64,
+        total: u64,
     ) -> Result<(), RemoteError> {
         let mut at = start;
         while at < end {
@@ -436,8 +433,12 @@ impl Inner {
             self.state.insert(at, stop);
             self.save()?;
             self.fetched += stop - at;
-            let transfer = progress(stop - at);
-            (self.on_transfer)(&transfer);
+            *done += stop - at;
+            (self.on_transfer)(&Transfer {
+                what: what.into(),
+                done: *done,
+                total,
+            });
             at = stop;
         }
         Ok(())
@@ -520,17 +521,8 @@ impl Read for RemoteReader {
         if !inner.state.missing(self.pos, end).is_empty() {
             let ahead = len.min(self.pos + READ_AHEAD.max(end - self.pos));
             for (a, b) in inner.state.missing(self.pos, ahead) {
-                let what = "the checkpoint's directory and pickle".to_string();
-                let mut done = 0;
-                let fetched = inner.fetch(a, b, &mut |n| {
-                    done += n;
-                    Transfer {
-                        what: what.clone(),
-                        done,
-                        total: b - a,
-                    }
-                });
-                if let Err(e) = fetched {
+                let what = "the checkpoint's directory and pickle";
+                if let Err(e) = inner.fetch(a, b, what, &mut 0, b - a) {
                     let message = e.to_string();
                     inner.failure = Some(e);
                     return Err(std::io::Error::other(message));
