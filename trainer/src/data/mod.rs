@@ -10,11 +10,12 @@ pub mod shapes;
 /// Whether `dir` is a folder of your own images (one sub-folder per label, [`folder`]) rather
 /// than MNIST's IDX files or CelebA's official layout: it has sub-folders and none of theirs.
 pub fn is_image_folder(dir: &std::path::Path) -> bool {
+    let images = mnist::TRAIN[0];
     let theirs = [
-        "list_attr_celeba.txt",
-        "img_align_celeba",
-        "train-images-idx3-ubyte",
-        "train-images-idx3-ubyte.gz",
+        "list_attr_celeba.txt".to_string(),
+        "img_align_celeba".to_string(),
+        images.to_string(),
+        format!("{images}.gz"),
     ];
     let has_subfolder = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(Result::ok).any(|e| e.path().is_dir()))
