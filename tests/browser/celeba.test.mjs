@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  decodePng, FIXTURES, launch, maxDifference, openPage, reference, siteWith, spread, startServer, TOLERANCE,
+  decodePng, downloadWhenDone, FIXTURES, launch, maxDifference, openPage, reference, siteWith, spread, startServer, TOLERANCE,
 } from "./harness.mjs";
 
 const TIMEOUT = 240_000;
@@ -38,16 +38,11 @@ async function drawOnPage(chrome, backend, t) {
   const { page, problems } = await openPage(chrome.context);
   const query = { model: MODEL, labels: "female,male", batch: "1", sampler: "dpm++", steps: "4", seed: "5", cfg: "2", cfgi: "", backend, run: "1" };
   await page.goto(`${base}index.html?${new URLSearchParams(query)}`);
-  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
-  assert.equal(await page.evaluate(() => document.body.dataset.state), "done", await page.locator("#error").textContent());
+  const png = await downloadWhenDone(page, TIMEOUT);
   const info = await page.locator("#model-info").textContent();
   assert.match(info, /celeba, 128x128 RGB, labels female, male, [\d,]+ parameters/);
   assert.ok(!info.includes("undefined"), info);
   assert.match(await page.locator("#stats").textContent(), new RegExp(`backend ${backend}`));
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
-  const parts = [];
-  for await (const part of await download.createReadStream()) parts.push(part);
-  const png = decodePng(Buffer.concat(parts));
   const diff = maxDifference(png, reference({ weights: WEIGHTS, labels: ["female", "male"], steps: 4, seed: 5, cfg: 2 }));
   t.diagnostic(`${backend}: max difference to trainer generate: ${diff}/255`);
   assert.ok(diff <= TOLERANCE, `max pixel difference ${diff} > ${TOLERANCE}`);

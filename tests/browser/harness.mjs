@@ -1,6 +1,7 @@
 // Shared pieces of the browser tests: the static server, Chromium, and reference images from
 // `trainer generate` for the same weights, labels, sampler, steps and seed.
 
+import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -74,6 +75,18 @@ export async function openPage(context) {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   return { page, problems };
+}
+
+/** Waits for the page's running generation to finish (failing the test on an error, with the
+ *  page's message) and returns the PNG its Download button gives, decoded. */
+export async function downloadWhenDone(page, timeout) {
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout });
+  const state = await page.evaluate(() => document.body.dataset.state);
+  assert.equal(state, "done", `generation failed: ${await page.locator("#error").textContent()}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+  const parts = [];
+  for await (const part of await download.createReadStream()) parts.push(part);
+  return decodePng(Buffer.concat(parts));
 }
 
 /** Runs `trainer generate` on `model`'s weights (or the file `weights`) and returns its grid.png decoded

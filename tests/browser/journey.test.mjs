@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PNG } from "pngjs";
-import { decodePng, launch, maxDifference, openPage, reference, siteWith, spread, startServer, TOLERANCE } from "./harness.mjs";
+import { downloadWhenDone, launch, maxDifference, openPage, reference, siteWith, spread, startServer, TOLERANCE } from "./harness.mjs";
 
 const TIMEOUT = 300_000;
 let work;
@@ -79,12 +79,7 @@ describe("your own model into the page", { timeout: TIMEOUT }, () => {
       assert.match(await page.locator("#model-info").textContent(), /images, 16x16 grey, labels bars, discs/);
       const query = { model: "shapes", labels: "bars,discs", batch: "1", steps: "4", seed: "3", backend: "cpu", run: "1" };
       await page.goto(`${server.base}index.html?${new URLSearchParams(query)}`);
-      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
-      assert.equal(await page.evaluate(() => document.body.dataset.state), "done", await page.locator("#error").textContent());
-      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
-      const parts = [];
-      for await (const part of await download.createReadStream()) parts.push(part);
-      const png = decodePng(Buffer.concat(parts));
+      const png = await downloadWhenDone(page, TIMEOUT);
       const want = reference({ weights: join(site, "weights/shapes.safetensors"), labels: ["bars", "discs"], steps: 4, seed: 3, cfg: 2 });
       const diff = maxDifference(png, want);
       t.diagnostic(`max difference to trainer generate: ${diff}/255`);

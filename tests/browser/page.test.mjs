@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { join } from "node:path";
 import {
-  decodePng, FIXTURES, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE, weightsOf, withMetadata,
+  decodePng, downloadWhenDone, FIXTURES, launch, maxDifference, openPage, reference, spread, startServer, TOLERANCE,
+  weightsOf, withMetadata,
 } from "./harness.mjs";
 
 const TIMEOUT = 240_000;
@@ -21,29 +22,13 @@ after(() => server.close());
 async function generateOnPage(page, query) {
   // No `cfgi` in the query: every step guided, not the model card's interval.
   await page.goto(`${base}index.html?${new URLSearchParams({ cfgi: "", ...query, run: "1" })}`);
-  return { png: await downloadWhenDone(page), stats: await page.locator("#stats").textContent() };
-}
-
-/** Waits for the running generation to finish (failing the test on an error) and downloads its PNG. */
-async function downloadWhenDone(page) {
-  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
-  const state = await page.evaluate(() => document.body.dataset.state);
-  const error = await page.locator("#error").textContent();
-  assert.equal(state, "done", `generation failed: ${error}`);
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
-  return decodePng(await streamToBuffer(await download.createReadStream()));
+  return { png: await downloadWhenDone(page, TIMEOUT), stats: await page.locator("#stats").textContent() };
 }
 
 /** Grey-level spread of what the demo page's canvas shows now (~0 when blank). */
 async function canvasSpread(page) {
   const url = await page.evaluate(() => document.querySelector("#canvas").toDataURL("image/png"));
   return spread(decodePng(Buffer.from(url.split(",")[1], "base64")));
-}
-
-async function streamToBuffer(stream) {
-  const parts = [];
-  for await (const part of stream) parts.push(part);
-  return Buffer.concat(parts);
 }
 
 /** The sampler boxes start at the model card's settings (models.json), or the page's own defaults. */
@@ -85,7 +70,7 @@ async function assertOtherDesigns(context, t, backend) {
     // A file without a card keeps the sampler box as it was; this test names its own.
     await page.selectOption("#sampler", "dpm++");
     await page.click("#generate");
-    const png = await downloadWhenDone(page);
+    const png = await downloadWhenDone(page, TIMEOUT);
     assert.match(await page.locator("#stats").textContent(), new RegExp(`backend ${backend}`));
     const labels = Array.from({ length: 10 }, (_, i) => String(i));
     const diff = maxDifference(png, reference({
@@ -347,7 +332,7 @@ describe("CPU fallback (no WebGPU)", { timeout: TIMEOUT * 3 }, () => {
       });
       assert.match(current, /\/weights\/mnist-cpu\.safetensors\?v=[0-9a-f]{12}$/);
       await page.goto(`${own.base}index.html?model=mnist-cpu&labels=5&steps=3&seed=4&run=1`);
-      const png = await downloadWhenDone(page);
+      const png = await downloadWhenDone(page, TIMEOUT);
       assert.ok(spread(png) > 20, "the digits are drawn from the new file, not the stale copies");
       // The copy is stored (and the others deleted) after the first image, off its path: poll.
       let cached = [];

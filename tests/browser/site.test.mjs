@@ -11,7 +11,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { decodePng, launch, maxDifference, openPage, reference, ROOT, spread, startServer, TOLERANCE } from "./harness.mjs";
+import { downloadWhenDone, launch, maxDifference, openPage, reference, ROOT, spread, startServer, TOLERANCE } from "./harness.mjs";
 
 const TIMEOUT = 300_000;
 let work;
@@ -94,12 +94,7 @@ describe("make site", { timeout: TIMEOUT * 3 }, () => {
 
     const query = { model: "celeba", labels: "female", batch: "1", sampler: "dpm++", steps: "2", seed: "3", cfg: "1.5", backend: "cpu", run: "1" };
     await page.goto(`${server.base}index.html?${new URLSearchParams(query)}`);
-    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: TIMEOUT });
-    assert.equal(await page.evaluate(() => document.body.dataset.state), "done", await page.locator("#error").textContent());
-    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
-    const parts = [];
-    for await (const part of await download.createReadStream()) parts.push(part);
-    const png = decodePng(Buffer.concat(parts));
+    const png = await downloadWhenDone(page, TIMEOUT);
     const want = reference({ weights: join(site, "weights/celeba.safetensors"), labels: ["female"], steps: 2, seed: 3, cfg: 1.5 });
     const diff = maxDifference(png, want);
     t.diagnostic(`celeba on the CPU fallback: max difference to trainer generate: ${diff}/255`);
