@@ -59,6 +59,11 @@ function guidanceInterval(text) {
   return [Number(match[1]), Number(match[2])];
 }
 
+/** The "guided t" box in the one spelling the links and snippets use: "lo,hi" ("" stays ""). */
+function intervalText() {
+  return ui.cfgi.value.trim().replace(/\s*[-, ]\s*/, ",");
+}
+
 function request() {
   const perLabel = Math.max(1, Math.min(16, Number(ui.batch.value) || 1));
   const labels = selectedLabels().flatMap((l) => Array(perLabel).fill(l));
@@ -84,7 +89,7 @@ function permalink() {
     seed: ui.seed.value,
     run: "1",
   });
-  if (ui.cfgi.value.trim()) p.set("cfgi", ui.cfgi.value.trim().replace(/\s*[-, ]\s*/, ","));
+  if (intervalText()) p.set("cfgi", intervalText());
   for (const key of ["backend", "kernels"]) if (params.get(key)) p.set(key, params.get(key));
   return `${location.pathname}?${p}`;
 }
@@ -173,7 +178,7 @@ function showEmbed() {
   const labels = selectedLabels();
   const attrs = {
     model: ui.model.value, labels: labels.join(" "), sampler: ui.sampler.value, steps: ui.steps.value,
-    cfg: ui.cfg.value, "cfg-interval": ui.cfgi.value.trim().replace(/\s*[-, ]\s*/, ",") || "all", seed: ui.seed.value,
+    cfg: ui.cfg.value, "cfg-interval": intervalText() || "all", seed: ui.seed.value,
   };
   const html = Object.entries(attrs).map(([k, v]) => ` ${k}="${String(v).replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`)}"`).join("");
   ui.embedScript.value = `<script type="module" src="${new URL("dit-widget.js", site)}"></script>\n<dit-generate${html}></dit-generate>`;
