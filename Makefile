@@ -97,14 +97,15 @@ demo: pkg
 # place of its link (no symlinks), the shipped MNIST weights, and the reference's CelebA weights
 # fetched and converted to int8 with their card (`trainer download celeba-reference`). When that
 # download fails the site is built without them and the log says so. SITE= the folder,
-# CELEBA_URL= another address for the checkpoint, SITE_TRAINER= a trainer binary to use.
+# CELEBA_URL= another address for the checkpoint, SITE_TRAINER= a trainer binary to use (by
+# default the release build, brought up to date first).
 SITE ?= site
 SITE_TRAINER ?= $(TARGET_DIR)/release/trainer
 site: pkg
 	rm -rf $(SITE) && mkdir -p $(SITE)
 	cp -rL www/. $(SITE)/
 	rm -rf $(SITE)/bench $(SITE)/vendor
-	@test -x "$(SITE_TRAINER)" || $(CARGO) build --release -p trainer
+	$(if $(filter $(TARGET_DIR)/release/trainer,$(SITE_TRAINER)),$(CARGO) build --release -p trainer)
 	"$(SITE_TRAINER)" download celeba-reference --out $(SITE)/weights/celeba.safetensors \
 		$(if $(CELEBA_URL),--url "$(CELEBA_URL)") || \
 		echo "make site: the CelebA weights could not be fetched (above); the site has the MNIST models only"
