@@ -15,7 +15,7 @@ WASM := pkg/dit_web_bg.wasm
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://$(HOST):$(PORT)/ (HOST=0.0.0.0: the network too)"
 	@echo "make site        the self-contained folder a static host serves (site/): the page, pkg/, the shipped weights and the reference's CelebA weights"
-	@echo "make test        rustfmt, clippy (native, wasm, GPU features type-checked), all Rust tests, the own WebGPU kernels natively on lavapipe, browser tests in headless Chromium (what CI runs)"
+	@echo "make test        rustfmt, clippy (native with the GPU features, wasm), all Rust tests with the own WebGPU kernels natively on lavapipe, browser tests in headless Chromium (what CI runs)"
 	@echo "make cuda        build the trainer with CUDA and wgpu (release; not part of make test; docs/gpu.md)"
 	@echo "make bench-gpu   on a GPU machine: the step checker, speed against PyTorch, a short CelebA run (bench/gpu.sh)"
 	@echo "make pkg         wasm-pack build --target web, then wasm-opt: pkg/ is the npm package the page loads"
@@ -32,7 +32,7 @@ help:
 # Each stage prints how long it took (CI's budget is tight on two cores). The browser stage builds
 # pkg/ with the wasm-test profile (no LTO, no wasm-opt; see Cargo.toml) and takes the reference
 # images from the trainer binary the unit stage built.
-TEST_STAGES := lint unit wgpu browser
+TEST_STAGES := lint unit browser
 test:
 	@for stage in $(TEST_STAGES); do \
 		start=$$(date +%s); $(MAKE) --no-print-directory $$stage WASM_PROFILE=wasm-test || exit 1; \
@@ -45,24 +45,26 @@ test:
 # its arguments to the driver.
 LINTED := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-# The code behind the trainer's GPU features (CUDA, wgpu) is type-checked and linted, not
-# compiled or linked: nobody runs it on a CI machine. The rest of the lint happens in the unit
-# stage (native: every target, benches and examples included) and the browser stage (wasm).
-GPU_FEATURES := cuda,wgpu
+# One native build for every stage: the workspace with the trainer's GPU features (CUDA and wgpu;
+# they build and link without a CUDA toolkit or a GPU) and dit-web's own wgpu kernels. Cargo unifies
+# features over the packages it builds, so a stage that named fewer would build burn a second time
+# with another feature set; with the same set, the lint is the build (clippy-driver), the CUDA code
+# is linted where it compiles, and the wgpu kernels' tests reuse the unit stage's binaries.
+NATIVE_FEATURES := trainer/cuda,trainer/wgpu,dit-web/wgpu
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy -p trainer --lib --bins --features $(GPU_FEATURES) -- -D warnings
 
-unit:
-	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
-	$(LINTED) $(CARGO) test --workspace
+# The wgpu kernels' tests run here too (they need lavapipe, below); `make wgpu` runs them alone.
+unit: setup-lavapipe
+	$(LINTED) $(CARGO) test --workspace --all-targets --features $(NATIVE_FEATURES) --no-run
+	$(LINTED) $(CARGO) test --workspace --features $(NATIVE_FEATURES)
 
 # The model's own burn-wgpu kernels (src/model/kernels/wgpu.rs, what the page runs on WebGPU) against
 # burn-ndarray, natively on Mesa's lavapipe: a Vulkan driver that runs on the CPU (Debian's
 # mesa-vulkan-drivers; installed when run as root).
 LAVAPIPE := /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 wgpu: setup-lavapipe
-	$(LINTED) $(CARGO) test --features wgpu --test wgpu_kernels
+	$(LINTED) $(CARGO) test --workspace --features $(NATIVE_FEATURES) --test wgpu_kernels
 
 setup-lavapipe:
 	@test -e $(LAVAPIPE) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
