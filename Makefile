@@ -141,7 +141,7 @@ setup-wasm:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@command -v wasm-pack >/dev/null || $(CARGO) install wasm-pack --locked --debug
 	@wasm-bindgen --version 2>/dev/null | grep -qF "$(WASM_BINDGEN_VERSION)" || \
-		$(CARGO) install wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)"
+		$(CARGO) install wasm-bindgen-cli --force --version "$(WASM_BINDGEN_VERSION)"
 	@test -x tools/node_modules/.bin/wasm-opt || (cd tools && npm ci --no-audit --no-fund)
 
 setup-browser:

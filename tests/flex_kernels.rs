@@ -2,9 +2,17 @@
 //! attention on heads in place, LayerNorm + modulation in one pass, GELU with a polynomial `erf`)
 //! against burn-ndarray, which runs burn's generic ops. burn-flex is the CPU backend natively and
 //! the browser's fallback; the browser tests check it through whole images, these check the
-//! network's output on every block design and on shapes with odd sizes.
+//! network's output on every block design and on shapes with odd sizes. Under autodiff
+//! (`src/model/kernels/flex_train.rs`, training on the CPU) the same operations with their own
+//! backward are checked by every parameter's gradient.
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::{Flex, FlexDevice};
+use dit_web::diffusion::NoiseRng;
+use dit_web::model::{own_kernels, set_own_kernels, OwnKernels};
+use dit_web::weights::{Quantization, WeightFile};
+use dit_web::Dit;
 
 use crate::common::*;
 use dit_web::{Conditioning, DitConfig, Flavour};
@@ -34,5 +42,98 @@ fn odd_shapes_match_burn_ndarray_on_burn_flex() {
         let model = random_model(&config, 9);
         let what = format!("{heads} heads of {}", 24 / heads);
         assert_matches_ndarray::<Flex>(&config, &model, 5, &what, &FlexDevice);
+    }
+}
+
+/// Each parameter's gradient of `sum(out * w)` for a fixed random `w`, in the module's order.
+fn gradients<A: burn::tensor::backend::AutodiffBackend>(
+    config: &DitConfig,
+    model: &Dit<B>,
+    batch: usize,
+    device: &A::Device,
+) -> Vec<Vec<f32>> {
+    struct Collect<'g, A: burn::tensor::backend::AutodiffBackend> {
+        grads: &'g A::Gradients,
+        out: Vec<Vec<f32>>,
+    }
+    impl<A: burn::tensor::backend::AutodiffBackend> ModuleVisitor<A> for Collect<'_, A> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            let grad = param
+                .val()
+                .grad(self.grads)
+                .expect("every parameter gets a gradient");
+            self.out.push(grad.into_data().into_vec::<f32>().unwrap());
+        }
+    }
+    let (model, _) = WeightFile::from_model(model, meta(config, Quantization::F32))
+        .into_model::<A>(device)
+        .expect("the same weights load");
+    let s = config.input_size;
+    let mut x = vec![0f32; batch * config.image_len()];
+    NoiseRng::new(batch as u64, 0).fill_normal(&mut x);
+    let mut w = vec![0f32; x.len()];
+    NoiseRng::new(batch as u64, 1).fill_normal(&mut w);
+    let shape = [batch, config.in_channels, s, s];
+    let t: Vec<f32> = (0..batch).map(|i| 7.0 + 40.0 * i as f32).collect();
+    let y: Vec<i64> = (0..batch)
+        .map(|i| (i % config.num_classes) as i64)
+        .collect();
+    let out = model.forward(
+        Tensor::from_data(TensorData::new(x, shape), device),
+        Tensor::from_data(TensorData::new(t, [batch]), device),
+        Tensor::<A, 1, Int>::from_data(TensorData::new(y, [batch]), device),
+    );
+    let grads = (out * Tensor::from_data(TensorData::new(w, shape), device))
+        .sum()
+        .backward();
+    let mut collect = Collect::<A> {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut collect);
+    collect.out
+}
+
+#[test]
+fn training_gradients_of_the_own_operations_match_burns() {
+    // burn-flex under autodiff runs the model's own Linear, attention, LayerNorm + modulation and
+    // exact GELU operations with their own backward; with them off, the same backend runs burn's
+    // generic ops and their derivatives. Every parameter's gradient agrees, on every block design
+    // and on odd shapes (9 tokens, heads of 3 floats). (Turning them off is process-wide: another
+    // test running meanwhile on burn-flex takes burn's path, whose results it accepts too.)
+    type Flexad = burn::backend::Autodiff<Flex>;
+    let odd = DitConfig::new(6, 1, 2, 24, 2, 8, 3)
+        .with_class_dropout(0.1)
+        .with_flavour(Flavour::Seed)
+        .with_conditioning(Conditioning::AdalnZero);
+    let configs = all_variants()
+        .into_iter()
+        .map(|(f, c)| tiny_config(f, c))
+        .chain([odd]);
+    for (i, config) in configs.enumerate() {
+        let model = random_model(&config, 11 + i as u64);
+        let own = gradients::<Flexad>(&config, &model, 3, &FlexDevice);
+        let before = own_kernels();
+        set_own_kernels(OwnKernels {
+            flex: false,
+            ..before
+        });
+        let burns = gradients::<Flexad>(&config, &model, 3, &FlexDevice);
+        set_own_kernels(before);
+        assert_eq!(own.len(), burns.len());
+        // Rounding also scales with the largest gradients: the keys' bias has a zero gradient in
+        // exact arithmetic (softmax ignores a constant added to a row of scores), so both sides
+        // hold rounding noise there.
+        let largest = burns.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        for (p, (e, g)) in burns.iter().zip(&own).enumerate() {
+            let scale = e.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(e, g);
+            assert!(
+                diff <= 2e-5 * scale + 1e-7 * largest,
+                "config {i} ({:?} {:?}), parameter {p}: gradients differ by {diff} (up to {scale})",
+                config.flavour,
+                config.conditioning
+            );
+        }
     }
 }

@@ -62,6 +62,10 @@ impl<B: Backend> Attention<B> {
         if let Some(mixed) = flex_attention(&q, &k, &v, self.num_heads) {
             return forward_linear(&self.out, mixed);
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(mixed) = train_attention(&q, &k, &v, self.num_heads) {
+            return forward_linear(&self.out, mixed);
+        }
         #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
         if let Some(mixed) = wgpu_attention(&q, &k, &v, self.num_heads) {
             return forward_linear(&self.out, mixed);
@@ -86,6 +90,20 @@ fn flex_attention<B: Backend>(
     use super::kernels::{flex, from_primitive, primitive};
     let [q, k, v] = [q, k, v].map(primitive::<B, burn_flex::FlexTensor, 3>);
     Some(from_primitive(flex::attention(&q?, &k?, &v?, heads)?))
+}
+
+/// Training on burn-flex: attention as one autodiff operation with its own backward
+/// (`model::kernels::flex_train`), no score tensors besides the probabilities it keeps.
+#[cfg(not(target_arch = "wasm32"))]
+fn train_attention<B: Backend>(
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
+    heads: usize,
+) -> Option<Tensor<B, 3>> {
+    use super::kernels::{flex_train, from_primitive, primitive};
+    let [q, k, v] = [q, k, v].map(primitive::<B, flex_train::TrainTensor, 3>);
+    Some(from_primitive(flex_train::attention(&q?, &k?, &v?, heads)?))
 }
 
 /// burn-wgpu tensors go to the fused attention of `model::kernels` (four query rows per invocation,

@@ -15,11 +15,26 @@ pub(crate) fn forward_linear<B: Backend, const D: usize>(
     if let Some(y) = flex_linear(layer, &x) {
         return y;
     }
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(y) = train_linear(layer, &x) {
+        return y;
+    }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
     if let Some(y) = wgpu_linear(layer, &x) {
         return y;
     }
-    layer.forward(x)
+    let dims = x.dims();
+    if D <= 2 {
+        return layer.forward(x);
+    }
+    // burn's linear multiplies a `[b, n, k]` input by the weight one sample at a time (one small
+    // product each, and in training the weight's gradient built as a `[b, k, out]` stack, then
+    // summed); as `[b n, k]` rows it is one product each way.
+    let rows = dims[..D - 1].iter().product();
+    let y = layer.forward(x.reshape([rows, dims[D - 1]]));
+    let mut out = dims;
+    out[D - 1] = y.dims()[1];
+    y.reshape(out)
 }
 
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
@@ -51,4 +66,18 @@ fn flex_linear<B: Backend, const D: usize>(
         None => None,
     };
     Some(from_primitive(flex::linear(&x, &weight, bias.as_ref())?))
+}
+
+/// Training on burn-flex: one autodiff operation with its own backward
+/// (`model::kernels::flex_train`).
+#[cfg(not(target_arch = "wasm32"))]
+fn train_linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    use super::kernels::{flex_train, from_primitive, primitive};
+    let x = primitive::<B, flex_train::TrainTensor, D>(x)?;
+    let weight = primitive::<B, flex_train::TrainTensor, 2>(&layer.weight.val())?;
+    let bias = primitive::<B, flex_train::TrainTensor, 1>(&layer.bias.as_ref()?.val())?;
+    Some(from_primitive(flex_train::linear(&x, &weight, &bias)?))
 }

@@ -71,6 +71,13 @@ impl Activation {
 /// `erff` was 8 % of the page's CPU step).
 fn exact_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     use kernels::{flex, from_primitive, into_primitive};
+    // Training on burn-flex: one autodiff operation with its own backward.
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(y) = kernels::primitive::<B, kernels::flex_train::TrainTensor, D>(&x)
+        .and_then(|x| kernels::flex_train::gelu_exact(&x))
+    {
+        return from_primitive(y);
+    }
     match into_primitive::<B, burn_flex::FlexTensor, D>(x) {
         Ok(t) => match flex::gelu_in_place(t) {
             Ok(y) => from_primitive(y),

@@ -32,6 +32,10 @@ pub fn norm_modulate<B: Backend>(
     if let Some(y) = flex_norm_modulate(&x, &shift, &scale) {
         return y;
     }
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(y) = train_norm_modulate(&x, &shift, &scale) {
+        return y;
+    }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
     if let Some(y) = wgpu_norm_modulate(&x, &shift, &scale) {
         return y;
@@ -49,6 +53,23 @@ fn flex_norm_modulate<B: Backend>(
     let shift = primitive::<B, burn_flex::FlexTensor, 2>(shift)?;
     let scale = primitive::<B, burn_flex::FlexTensor, 2>(scale)?;
     Some(from_primitive(flex::norm_modulate(&x, &shift, &scale)?))
+}
+
+/// Training on burn-flex: one autodiff operation with its own backward
+/// (`model::kernels::flex_train`).
+#[cfg(not(target_arch = "wasm32"))]
+fn train_norm_modulate<B: Backend>(
+    x: &Tensor<B, 3>,
+    shift: &Tensor<B, 2>,
+    scale: &Tensor<B, 2>,
+) -> Option<Tensor<B, 3>> {
+    use super::kernels::{flex_train, from_primitive, primitive};
+    let x = primitive::<B, flex_train::TrainTensor, 3>(x)?;
+    let shift = primitive::<B, flex_train::TrainTensor, 2>(shift)?;
+    let scale = primitive::<B, flex_train::TrainTensor, 2>(scale)?;
+    Some(from_primitive(flex_train::norm_modulate(
+        &x, &shift, &scale,
+    )?))
 }
 
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]

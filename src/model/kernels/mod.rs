@@ -1,11 +1,12 @@
 //! dit-web's own code for the two backends the page runs, where burn's generic ops are slow for
 //! this model's shapes: [`flex`] for burn-flex (the CPU backend: natively and the browser's
-//! fallback) and [`wgpu`] for burn-wgpu (the page's WebGPU; natively, the `wgpu` feature).
+//! fallback), [`flex_train`] for training on it (`Autodiff<Flex>`, natively) and [`wgpu`] for
+//! burn-wgpu (the page's WebGPU; natively, the `wgpu` feature).
 //!
 //! The model reaches them from `forward_linear`, `Attention::forward`, `norm_modulate` and the
 //! MLP's GELU. A tensor is handed to them only when its backend's float primitive is theirs (told
-//! apart by type, before anything is cloned) and it is f32; every other backend (autodiff for
-//! training, ndarray, candle, CUDA, burn-wgpu with fusion), dtype or shape takes burn's path.
+//! apart by type, before anything is cloned) and it is f32; every other backend (autodiff over
+//! other backends, ndarray, candle, CUDA, burn-wgpu with fusion), dtype or shape takes burn's path.
 //! The same sums in another order, so images agree with burn's path to float rounding.
 
 use std::any::{Any, TypeId};
@@ -14,6 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 
 pub(crate) mod flex;
+mod flex_math;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod flex_train;
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
 pub(crate) mod wgpu;
 
@@ -70,11 +74,10 @@ pub fn own_kernels() -> OwnKernels {
 }
 
 fn is<B: Backend, T: 'static>() -> bool {
-    let own = if TypeId::of::<T>() == TypeId::of::<burn_flex::FlexTensor>() {
-        &OWN_FLEX
-    } else {
-        &OWN_WGPU
-    };
+    let flex = TypeId::of::<T>() == TypeId::of::<burn_flex::FlexTensor>();
+    #[cfg(not(target_arch = "wasm32"))]
+    let flex = flex || TypeId::of::<T>() == TypeId::of::<flex_train::TrainTensor>();
+    let own = if flex { &OWN_FLEX } else { &OWN_WGPU };
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>() && own.load(Ordering::Relaxed)
 }
 
