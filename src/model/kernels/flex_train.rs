@@ -19,7 +19,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::flex::{self, contiguous, matmul, tensor, Heads, Matrix, Read};
-use super::flex_math::{erf, exp, gelu, sum_by};
+use super::flex_math::{dot, erf, exp, gelu, sum_by};
 
 /// The trainer's CPU training backend.
 pub(crate) type Train = burn_autodiff::Autodiff<Flex>;
@@ -172,7 +172,7 @@ impl Backward<Flex, 3> for AttentionBackward {
         let state = ops.state;
         let [q, k, v] = &state.qkv;
         let attn = Heads::of(q, k, v, state.heads).expect("checked in the forward pass");
-        let ([b, n, d], m, dh) = (attn.q.dims, attn.m, attn.d_head);
+        let ([b, n, d], m) = (attn.q.dims, attn.m);
         let douts = values(&dout);
         let (mut dq, mut dk, mut dv) = (
             vec![0.0; b * n * d],
@@ -185,62 +185,7 @@ impl Backward<Flex, 3> for AttentionBackward {
             .zip(state.probabilities.par_chunks(state.heads * n * m))
             .enumerate()
             .for_each(|(s, (((dq, dk), dv), p))| {
-                let mut ds = vec![0.0; n * m];
-                for h in 0..state.heads {
-                    let from = h * dh;
-                    let p = Matrix::whole(&p[h * n * m..], n, m);
-                    let d_o = Matrix {
-                        data: douts,
-                        offset: s * n * d + from,
-                        rows: n,
-                        cols: dh,
-                        stride: d,
-                    };
-                    // dv = p^T do
-                    matmul(
-                        &mut dv[from..],
-                        d,
-                        (p, Read::Transposed),
-                        (d_o, Read::AsIs),
-                        1.0,
-                        false,
-                    );
-                    // dp = do v^T, then ds = p * (dp - rowsum(p * dp)): softmax's backward.
-                    let v_h = attn.v.columns(s, from, dh);
-                    matmul(
-                        &mut ds,
-                        m,
-                        (d_o, Read::AsIs),
-                        (v_h, Read::Transposed),
-                        1.0,
-                        false,
-                    );
-                    for (ds, p) in ds.chunks_exact_mut(m).zip(p.data[..n * m].chunks_exact(m)) {
-                        let dot: f32 = ds.iter().zip(p).map(|(g, p)| g * p).sum();
-                        for (g, p) in ds.iter_mut().zip(p) {
-                            *g = p * (*g - dot);
-                        }
-                    }
-                    let ds_m = Matrix::whole(&ds, n, m);
-                    // dq = scale ds k, dk = scale ds^T q
-                    let (k_h, q_h) = (attn.k.columns(s, from, dh), attn.q.columns(s, from, dh));
-                    matmul(
-                        &mut dq[from..],
-                        d,
-                        (ds_m, Read::AsIs),
-                        (k_h, Read::AsIs),
-                        attn.scale,
-                        false,
-                    );
-                    matmul(
-                        &mut dk[from..],
-                        d,
-                        (ds_m, Read::Transposed),
-                        (q_h, Read::AsIs),
-                        attn.scale,
-                        false,
-                    );
-                }
+                attention_backward_sample(&attn, s, douts, [dq, dk, dv], p)
             });
         for (node, (g, rows)) in ops.parents.into_iter().zip([(dq, n), (dk, m), (dv, m)]) {
             if let Some(node) = node {
@@ -283,16 +228,7 @@ pub(crate) fn norm_modulate(
         .zip(xs.par_chunks(n * d))
         .enumerate()
         .for_each(|(s, ((out, stats), xs))| {
-            let (shift, scale) = (&shifts[s * d..][..d], &scales[s * d..][..d]);
-            for ((y, row), stat) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(stats) {
-                let mean = sum_by(row, |v| v) / d as f32;
-                let var = sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
-                let inv_std = 1.0 / (var + EPS).sqrt();
-                *stat = (mean, inv_std);
-                for (((y, v), c), sh) in y.iter_mut().zip(row).zip(scale).zip(shift) {
-                    *y = (v - mean) * inv_std * (1.0 + c) + sh;
-                }
-            }
+            norm_forward_sample(xs, &shifts[s * d..][..d], &scales[s * d..][..d], out, stats)
         });
     let state = NormState {
         x: xp.clone(),
@@ -336,31 +272,15 @@ impl Backward<Flex, 3> for NormModulateBackward {
             .zip(dscale.par_chunks_mut(d))
             .enumerate()
             .for_each(|(s, ((dx, dshift), dscale))| {
-                let scale = &scales[s * d..][..d];
-                let tokens = s * n * d..(s + 1) * n * d;
-                let rows = xs[tokens.clone()]
-                    .chunks_exact(d)
-                    .zip(dys[tokens].chunks_exact(d));
-                let mut g = vec![0.0; d];
-                for (((row, dy), dx), &(mean, inv_std)) in
-                    rows.zip(dx.chunks_exact_mut(d)).zip(&stats[s * n..][..n])
-                {
-                    // g = dy (1 + scale); dx = inv_std (g - mean(g) - xhat mean(g xhat)).
-                    let (mut g_sum, mut gx_sum) = (0.0, 0.0);
-                    for j in 0..d {
-                        let xhat = (row[j] - mean) * inv_std;
-                        g[j] = dy[j] * (1.0 + scale[j]);
-                        g_sum += g[j];
-                        gx_sum += g[j] * xhat;
-                        dshift[j] += dy[j];
-                        dscale[j] += dy[j] * xhat;
-                    }
-                    let (g_mean, gx_mean) = (g_sum / d as f32, gx_sum / d as f32);
-                    for j in 0..d {
-                        let xhat = (row[j] - mean) * inv_std;
-                        dx[j] = inv_std * (g[j] - g_mean - xhat * gx_mean);
-                    }
-                }
+                let (tokens, scale) = (s * n * d..(s + 1) * n * d, &scales[s * d..][..d]);
+                let grads = [dx, dshift, dscale];
+                norm_backward_sample(
+                    &xs[tokens.clone()],
+                    &dys[tokens],
+                    scale,
+                    &stats[s * n..][..n],
+                    grads,
+                )
             });
         let [node_x, node_shift, node_scale] = ops.parents;
         for (node, g, shape) in [
@@ -382,8 +302,7 @@ const CHUNK: usize = 1 << 14;
 pub(crate) fn gelu_exact(x: &TrainTensor) -> Option<TrainTensor> {
     let xp = dense(&x.primitive)?;
     let mut out = values(&xp).to_vec();
-    out.par_chunks_mut(CHUNK)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = gelu(*v)));
+    out.par_chunks_mut(CHUNK).for_each(gelu_forward);
     let dims = xp.layout().shape().to_vec();
     Some(record(GeluBackward, [x], xp, tensor(out, dims)))
 }
@@ -401,18 +320,149 @@ impl Backward<Flex, 1> for GeluBackward {
         let [Some(node)] = ops.parents else {
             return;
         };
-        // d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
-        const INV_SQRT_2PI: f32 = 0.398_942_3;
         let mut dx = values(&dy).to_vec();
         dx.par_chunks_mut(CHUNK)
             .zip(values(&x).par_chunks(CHUNK))
-            .for_each(|(g, x)| {
-                for (g, &x) in g.iter_mut().zip(x) {
-                    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-                    *g *= cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-                }
-            });
+            .for_each(|(g, x)| gelu_backward(g, x));
         let dims = x.layout().shape().to_vec();
         grads.register::<Flex>(node.id, tensor(dx, dims));
+    }
+}
+
+#[inline(never)]
+fn gelu_forward(values: &mut [f32]) {
+    for v in values {
+        *v = gelu(*v);
+    }
+}
+
+/// `grad *= d/dx x Phi(x) = Phi(x) + x phi(x)`, `phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`.
+#[inline(never)]
+fn gelu_backward(grad: &mut [f32], x: &[f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    for (g, &x) in grad.iter_mut().zip(x) {
+        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+        *g *= cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+    }
+}
+
+/// Sample `s`'s gradients of `q`, `k` and `v` (`[dq, dk, dv]`, its rows of each) from the output's
+/// gradient `douts` and its probabilities `p` (`[heads, n, m]`).
+#[inline(never)]
+fn attention_backward_sample(
+    attn: &Heads,
+    s: usize,
+    douts: &[f32],
+    [dq, dk, dv]: [&mut [f32]; 3],
+    p: &[f32],
+) {
+    let ([_, n, d], m, dh) = (attn.q.dims, attn.m, attn.d_head);
+    let mut ds = vec![0.0; n * m];
+    for h in 0..attn.heads {
+        let from = h * dh;
+        let p = Matrix::whole(&p[h * n * m..], n, m);
+        let d_o = Matrix {
+            data: douts,
+            offset: s * n * d + from,
+            rows: n,
+            cols: dh,
+            stride: d,
+        };
+        // dv = p^T do
+        matmul(
+            &mut dv[from..],
+            d,
+            (p, Read::Transposed),
+            (d_o, Read::AsIs),
+            1.0,
+            false,
+        );
+        // dp = do v^T, then ds = p * (dp - rowsum(p * dp)): softmax's backward.
+        let v_h = attn.v.columns(s, from, dh);
+        matmul(
+            &mut ds,
+            m,
+            (d_o, Read::AsIs),
+            (v_h, Read::Transposed),
+            1.0,
+            false,
+        );
+        for (ds, p) in ds.chunks_exact_mut(m).zip(p.data[..n * m].chunks_exact(m)) {
+            let dot = dot(ds, p);
+            for (g, p) in ds.iter_mut().zip(p) {
+                *g = p * (*g - dot);
+            }
+        }
+        let ds_m = Matrix::whole(&ds, n, m);
+        // dq = scale ds k, dk = scale ds^T q
+        let (k_h, q_h) = (attn.k.columns(s, from, dh), attn.q.columns(s, from, dh));
+        matmul(
+            &mut dq[from..],
+            d,
+            (ds_m, Read::AsIs),
+            (k_h, Read::AsIs),
+            attn.scale,
+            false,
+        );
+        matmul(
+            &mut dk[from..],
+            d,
+            (ds_m, Read::Transposed),
+            (q_h, Read::AsIs),
+            attn.scale,
+            false,
+        );
+    }
+}
+
+/// One sample's LayerNorm + modulation: `out` from its rows `xs`, each token's mean and
+/// 1 / sqrt(var + eps) into `stats`.
+#[inline(never)]
+fn norm_forward_sample(
+    xs: &[f32],
+    shift: &[f32],
+    scale: &[f32],
+    out: &mut [f32],
+    stats: &mut [(f32, f32)],
+) {
+    let d = shift.len();
+    for ((y, row), stat) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(stats) {
+        let mean = sum_by(row, |v| v) / d as f32;
+        let var = sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
+        let inv_std = 1.0 / (var + EPS).sqrt();
+        *stat = (mean, inv_std);
+        for (((y, v), c), sh) in y.iter_mut().zip(row).zip(scale).zip(shift) {
+            *y = (v - mean) * inv_std * (1.0 + c) + sh;
+        }
+    }
+}
+
+/// One sample's gradients `[dx, dshift, dscale]` of LayerNorm + modulation from its rows `xs`,
+/// their gradient `dys`, its `scale` and each token's `stats`.
+#[inline(never)]
+fn norm_backward_sample(
+    xs: &[f32],
+    dys: &[f32],
+    scale: &[f32],
+    stats: &[(f32, f32)],
+    [dx, dshift, dscale]: [&mut [f32]; 3],
+) {
+    let d = scale.len();
+    let gain: Vec<f32> = scale.iter().map(|c| 1.0 + c).collect();
+    let (mut g, mut xhat) = (vec![0.0; d], vec![0.0; d]);
+    let rows = xs.chunks_exact(d).zip(dys.chunks_exact(d));
+    for (((row, dy), dx), &(mean, inv_std)) in rows.zip(dx.chunks_exact_mut(d)).zip(stats) {
+        // g = dy (1 + scale); dx = inv_std (g - mean(g) - xhat mean(g xhat)).
+        for j in 0..d {
+            xhat[j] = (row[j] - mean) * inv_std;
+            g[j] = dy[j] * gain[j];
+            dshift[j] += dy[j];
+            dscale[j] += dy[j] * xhat[j];
+        }
+        let g_mean = sum_by(&g, |v| v) / d as f32;
+        let gx_mean = dot(&g, &xhat) / d as f32;
+        for j in 0..d {
+            dx[j] = inv_std * (g[j] - g_mean - xhat[j] * gx_mean);
+        }
     }
 }
