@@ -41,6 +41,8 @@ fn full_step(c: &mut Criterion) {
 }
 
 fn step_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str) {
+    // As `trainer` runs (src/main.rs).
+    trainer::allocator::keep_freed_memory();
     let device = Default::default();
     let preset = Preset::mnist_cpu();
     let schedule = NoiseSchedule::new(&preset.schedule);

@@ -1,6 +1,7 @@
 //! The native trainer: data -> train -> checkpoint -> export. `main.rs` holds only the CLI:
 //! every command is one call into this library.
 
+pub mod allocator;
 pub mod backend;
 pub mod bench;
 pub mod data;

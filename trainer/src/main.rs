@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    trainer::allocator::keep_freed_memory();
     let result = match Cli::parse().command {
         Command::Train(args) => cli::train::run(*args),
         Command::Generate(args) => cli::generate::run(args),

@@ -31,6 +31,37 @@ pub(super) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail.iter().map(|v| f(*v)).sum::<f32>()
 }
 
+/// Runs `f` compiled for the widest vector instructions the CPU has (natively on x86-64:
+/// AVX-512 or AVX2, asked at run time; elsewhere as it is). The floats are the same whichever
+/// runs: Rust never fuses a multiply and an add unless told to.
+#[inline(always)]
+pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// `sum(a * b)` in eight lanes, like [`sum_by`].
 #[inline(always)]
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -79,14 +110,20 @@ pub(super) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest, ties to even, by adding and taking away 1.5 * 2^23 (exact for |x| < 2^22;
     // `round_ties_even` is a libm call on x86-64 without SSE4.1, a fifth of GELU's time).
-    let j = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let j = shifted - ROUND;
     let r = (x - j * LN2_HI) - j * LN2_LO;
     let mut p = r / EXP_TAYLOR[7];
     for c in EXP_TAYLOR[..7].iter().rev() {
         p = c + r * p;
     }
-    // 2^j through the exponent bits (j in -126..=127 after the clamp).
-    p * f32::from_bits(((j as i32 + 127) as u32) << 23)
+    // 2^j through the exponent bits (j in -126..=127 after the clamp): `shifted`'s bits are
+    // ROUND's plus j, so integer operations alone (which vectorise) make 2^j's exponent field.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// 1.5 * 2^23: a float this large has no fraction bits, so adding it rounds.

@@ -19,7 +19,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::flex::{self, contiguous, matmul, tensor, Heads, Matrix, Read};
-use super::flex_math::{dot, erf, exp, gelu, sum_by};
+use super::flex_math::{dot, erf, exp, gelu, sum_by, widest};
 
 /// The trainer's CPU training backend.
 pub(crate) type Train = burn_autodiff::Autodiff<Flex>;
@@ -331,19 +331,23 @@ impl Backward<Flex, 1> for GeluBackward {
 
 #[inline(never)]
 fn gelu_forward(values: &mut [f32]) {
-    for v in values {
-        *v = gelu(*v);
-    }
+    widest(|| {
+        for v in values {
+            *v = gelu(*v);
+        }
+    })
 }
 
 /// `grad *= d/dx x Phi(x) = Phi(x) + x phi(x)`, `phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`.
 #[inline(never)]
 fn gelu_backward(grad: &mut [f32], x: &[f32]) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    for (g, &x) in grad.iter_mut().zip(x) {
-        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-        *g *= cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-    }
+    widest(|| {
+        for (g, &x) in grad.iter_mut().zip(x) {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            *g *= cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+        }
+    })
 }
 
 /// Sample `s`'s gradients of `q`, `k` and `v` (`[dq, dk, dv]`, its rows of each) from the output's
