@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BENCHES = {
     "train": (["-p", "trainer", "--bench", "step"], "optimizer_step/mnist-cpu/batch64/flex"),
-    "guided": (["--bench", "model"], "sampler_step/mnist-cpu/batch16/cfg2/network\\+update"),
+    "guided": (["--bench", "model"], "sampler_step/mnist-cpu/batch16/cfg2/network\\+update/flex"),
 }
 
 # Function name -> category, first match wins. dit-web's own operations are named after what

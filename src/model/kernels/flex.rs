@@ -19,7 +19,7 @@
 use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
 
-use super::flex_math::{gelu, simd128, softmax, sum_by};
+use super::flex_math::{gelu, simd128, softmax, sum_by, widest};
 
 /// A contiguous f32 tensor's dims and values.
 pub(super) fn contiguous(t: &FlexTensor) -> Option<(&[usize], &[f32])> {
@@ -239,9 +239,23 @@ pub(crate) fn attention(
     let mut out = vec![0.0; b * n * d];
     // Samples are independent: natively on rayon's threads (each sample's floats are the same
     // whichever thread computes it), in the browser one after another.
-    let mut probabilities = vec![0.0; n * attn.m];
-    for (s, out) in out.chunks_exact_mut(n * d).enumerate() {
-        attn.forward_sample(s, out, &mut probabilities, 0);
+    let sample = |s, out: &mut [f32], probabilities: &mut Vec<f32>| {
+        widest(|| attn.forward_sample(s, out, probabilities, 0))
+    };
+    let scratch = || vec![0.0; n * attn.m];
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(n * d)
+            .enumerate()
+            .for_each_init(scratch, |p, (s, out)| sample(s, out, p));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut p = scratch();
+        for (s, out) in out.chunks_exact_mut(n * d).enumerate() {
+            sample(s, out, &mut p);
+        }
     }
     Some(tensor(out, vec![b, n, d]))
 }
@@ -374,8 +388,21 @@ pub(crate) fn gelu_in_place(mut t: FlexTensor) -> Result<FlexTensor, FlexTensor>
     let Some(values) = t.try_storage_mut::<f32>() else {
         return Err(t);
     };
-    for x in simd128::gelu_in_place(values) {
-        *x = gelu(*x);
+    let pass = |values: &mut [f32]| {
+        widest(|| {
+            for x in simd128::gelu_in_place(values) {
+                *x = gelu(*x);
+            }
+        })
+    };
+    // Natively on rayon's threads in pieces of 16 Ki values (whole groups of four, so the same
+    // values take the same path as in one pass); in the browser one pass.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        values.par_chunks_mut(1 << 14).for_each(pass);
     }
+    #[cfg(target_arch = "wasm32")]
+    pass(values);
     Ok(t)
 }
