@@ -62,7 +62,8 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `sum(a * b)` in eight lanes, like [`sum_by`].
+/// `sum(a * b)` in eight lanes, like [`sum_by`] (training's backward passes).
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a_chunks, a_tail) = a.as_chunks::<8>();
