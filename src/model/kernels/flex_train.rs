@@ -396,6 +396,11 @@ fn attention_backward_sample(
             for (g, p) in ds.iter_mut().zip(p) {
                 *g = p * (*g - dot);
             }
+            // A row of ds sums to zero in exact arithmetic (softmax ignores a constant added to
+            // its scores); taking the rounding's sum out keeps the keys' bias gradient at zero
+            // rather than at noise the size of the row's values.
+            let mean = sum_by(ds, |v| v) / m as f32;
+            ds.iter_mut().for_each(|g| *g -= mean);
         }
         let ds_m = Matrix::whole(&ds, n, m);
         // dq = scale ds k, dk = scale ds^T q
