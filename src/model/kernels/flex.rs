@@ -350,7 +350,6 @@ pub(crate) fn norm_modulate(
     shift: &FlexTensor,
     scale: &FlexTensor,
 ) -> Option<FlexTensor> {
-    const EPS: f32 = 1e-6;
     let (&[b, n, d], x) = contiguous(x)? else {
         return None;
     };
@@ -359,23 +358,42 @@ pub(crate) fn norm_modulate(
         return None;
     }
     let mut out = vec![0.0; x.len()];
-    for s in 0..b {
-        let shift = &shift[s * d..(s + 1) * d];
-        let gain: Vec<f32> = scale[s * d..(s + 1) * d].iter().map(|c| 1.0 + c).collect();
-        let tokens = s * n * d..(s + 1) * n * d;
-        for (row, y) in x[tokens.clone()]
-            .chunks_exact(d)
-            .zip(out[tokens].chunks_exact_mut(d))
-        {
-            let mean = sum_by(row, |v| v) / d as f32;
-            let var = sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
-            let inv_std = 1.0 / (var + EPS).sqrt();
-            for (((y, v), g), c) in y.iter_mut().zip(row).zip(&gain).zip(shift) {
-                *y = (v - mean) * inv_std * g + c;
-            }
-        }
+    let mut stats = vec![(0.0, 0.0); n];
+    for (s, (out, x)) in out
+        .chunks_exact_mut(n * d)
+        .zip(x.chunks_exact(n * d))
+        .enumerate()
+    {
+        let (shift, scale) = (&shift[s * d..][..d], &scale[s * d..][..d]);
+        norm_modulate_sample(x, shift, scale, out, &mut stats);
     }
     Some(tensor(out, vec![b, n, d]))
+}
+
+/// LayerNorm's epsilon (`model::norm`).
+const EPS: f32 = 1e-6;
+
+/// One sample's LayerNorm + modulation (inference's and training's): `out` from its rows `xs`,
+/// each token's mean and 1 / sqrt(var + eps) into `stats` (training's backward reads them).
+#[inline(never)]
+pub(super) fn norm_modulate_sample(
+    xs: &[f32],
+    shift: &[f32],
+    scale: &[f32],
+    out: &mut [f32],
+    stats: &mut [(f32, f32)],
+) {
+    let d = shift.len();
+    let gain: Vec<f32> = scale.iter().map(|c| 1.0 + c).collect();
+    for ((y, row), stat) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(stats) {
+        let mean = sum_by(row, |v| v) / d as f32;
+        let var = sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
+        let inv_std = 1.0 / (var + EPS).sqrt();
+        *stat = (mean, inv_std);
+        for (((y, v), g), c) in y.iter_mut().zip(row).zip(&gain).zip(shift) {
+            *y = (v - mean) * inv_std * g + c;
+        }
+    }
 }
 
 /// GELU, `x * Phi(x)` with the exact (erf) form, in place on a tensor this code may overwrite (a

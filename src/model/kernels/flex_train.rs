@@ -18,16 +18,13 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use super::flex::{self, contiguous, matmul, tensor, Heads, Matrix, Read};
+use super::flex::{self, contiguous, matmul, norm_modulate_sample, tensor, Heads, Matrix, Read};
 use super::flex_math::{dot, erf, exp, gelu, sum_by, widest};
 
 /// The trainer's CPU training backend.
 pub(crate) type Train = burn_autodiff::Autodiff<Flex>;
 /// [`Train`]'s float tensor: a burn-flex tensor and its node in the autodiff graph.
 pub(crate) type TrainTensor = <Train as BackendTypes>::FloatTensorPrimitive;
-
-/// LayerNorm's epsilon (`model::norm`).
-const EPS: f32 = 1e-6;
 
 /// `t` as a contiguous f32 tensor (shared when it already is one); `None` for other dtypes.
 fn dense(t: &FlexTensor) -> Option<FlexTensor> {
@@ -228,10 +225,10 @@ pub(crate) fn norm_modulate(
         .zip(xs.par_chunks(n * d))
         .enumerate()
         .for_each(|(s, ((out, stats), xs))| {
-            norm_forward_sample(xs, &shifts[s * d..][..d], &scales[s * d..][..d], out, stats)
+            norm_modulate_sample(xs, &shifts[s * d..][..d], &scales[s * d..][..d], out, stats)
         });
     let state = NormState {
-        x: xp.clone(),
+        x: xp,
         scales,
         stats,
     };
@@ -421,28 +418,6 @@ fn attention_backward_sample(
             attn.scale,
             false,
         );
-    }
-}
-
-/// One sample's LayerNorm + modulation: `out` from its rows `xs`, each token's mean and
-/// 1 / sqrt(var + eps) into `stats`.
-#[inline(never)]
-fn norm_forward_sample(
-    xs: &[f32],
-    shift: &[f32],
-    scale: &[f32],
-    out: &mut [f32],
-    stats: &mut [(f32, f32)],
-) {
-    let d = shift.len();
-    for ((y, row), stat) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(stats) {
-        let mean = sum_by(row, |v| v) / d as f32;
-        let var = sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
-        let inv_std = 1.0 / (var + EPS).sqrt();
-        *stat = (mean, inv_std);
-        for (((y, v), c), sh) in y.iter_mut().zip(row).zip(scale).zip(shift) {
-            *y = (v - mean) * inv_std * (1.0 + c) + sh;
-        }
     }
 }
 
