@@ -1,6 +1,6 @@
 """Markdown tables from `make bench-browser`'s JSON (tests/browser/bench.mjs prints it).
 
-    python3 bench/browser_table.py docs/bench-browser.json
+    python3 bench/browser_table.py www/bench/results/bench-browser.json
 
 Prints, per wasm module (`pkg`) and model: ms per step for dit-web and onnxruntime-web and their
 ratio; and, for rows measured with PROFILE=1, where a WebGPU step's time goes (dispatches, passes,

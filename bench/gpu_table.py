@@ -1,6 +1,6 @@
 """Markdown tables from bench/gpu.sh's bench-gpu.json (docs/gpu.md and docs/celeba.md).
 
-    python3 bench/gpu_table.py docs/bench-gpu.json
+    python3 bench/gpu_table.py bench/results/bench-gpu.json
 """
 
 import json

@@ -3,7 +3,6 @@
 //! `bench/torch/torch_reference.py`'s training step (no clipping there, none here); `bench/compare.py`
 //! runs both and prints the ratio.
 
-use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
@@ -50,9 +49,7 @@ fn step_on<B: AutodiffBackend>(c: &mut Criterion, backend: &str) {
     let mut loader = Loader::new(&data, 0);
     let mut rng = NoiseRng::new(0, 1);
     let mut model: Option<Dit<B>> = Some(preset.model.init(&device));
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .init::<B, Dit<B>>();
+    let mut optim = trainer::train::optim::adamw::<B>();
 
     let mut group = c.benchmark_group("optimizer_step");
     group.sample_size(10).throughput(Throughput::Elements(64));
