@@ -77,3 +77,20 @@ impl NoiseRng {
         out.iter_mut().for_each(|v| *v = self.normal());
     }
 }
+
+/// Fresh per-image Gaussian noise for the stochastic samplers.
+pub(crate) struct NoiseSource<'a> {
+    pub rngs: &'a mut [NoiseRng],
+    pub image_len: usize,
+}
+
+impl NoiseSource<'_> {
+    /// One standard-normal value per element of the batch, image `i` from its own stream.
+    pub(crate) fn draw(self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rngs.len() * self.image_len];
+        for (rng, image) in self.rngs.iter_mut().zip(out.chunks_mut(self.image_len)) {
+            rng.fill_normal(image);
+        }
+        out
+    }
+}

@@ -1,19 +1,16 @@
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use super::error::WeightError;
+use super::format::{FORMAT_VERSION, METADATA_KEY, SCALE_SUFFIX};
+use super::params::{Collector, HostTensor, Loader, NameCollector};
 use super::quant;
 use crate::config::{DitConfig, Preset, ScheduleConfig};
 use crate::model::Dit;
-
-/// The version this build writes; files with a larger one are refused with a clear message.
-pub const FORMAT_VERSION: u32 = 1;
-/// The safetensors metadata key that holds the JSON [`WeightsMeta`].
-pub const METADATA_KEY: &str = "dit-web";
-const SCALE_SUFFIX: &str = ".qscale";
 
 /// How the tensors of a file are stored.
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -76,46 +73,6 @@ impl WeightsMeta {
             quantization: Quantization::F32,
         }
     }
-}
-
-/// Why a weight file could not be used. Every malformed input ends here, never in a panic.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum WeightError {
-    #[error("not a valid safetensors file: {0}")]
-    Malformed(String),
-    #[error("this safetensors file has no `{METADATA_KEY}` metadata; it was not written by dit-web (`trainer export` or `trainer import-torch`)")]
-    MissingMetadata,
-    #[error("weight file metadata is invalid: {0}")]
-    BadMetadata(String),
-    #[error("weight file format version {found} is newer than this build reads (up to {supported}); update dit-web")]
-    NewerVersion { found: u64, supported: u32 },
-    #[error("weight file describes an unusable model: {0}")]
-    InvalidConfig(String),
-    #[error("the labels list has {found} names but the model has {expected} classes")]
-    LabelCount { found: usize, expected: usize },
-    #[error("tensor `{0}` is missing from the weight file")]
-    MissingTensor(String),
-    #[error("tensor `{name}` has shape {found:?}, the model expects {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error(
-        "tensor `{name}` has dtype {dtype}, which dit-web does not read (f32, f16, int8 + scales)"
-    )]
-    UnsupportedDtype { name: String, dtype: String },
-    #[error("tensor `{0}` is not part of this model")]
-    UnexpectedTensor(String),
-    #[error("tensor `{name}`: {reason}")]
-    BadTensor { name: String, reason: String },
-}
-
-/// A tensor in host memory, f32.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
 }
 
 /// A decoded weight file: metadata and every parameter as f32, by module path.
@@ -409,93 +366,4 @@ fn parse_meta(json: &str) -> Result<WeightsMeta, WeightError> {
         .validate()
         .map_err(|e| WeightError::BadMetadata(format!("schedule: {e}")))?;
     Ok(meta)
-}
-
-/// Collects every float parameter by its dotted module path.
-struct Collector {
-    path: Vec<String>,
-    tensors: BTreeMap<String, HostTensor>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Collector {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let tensor = param.val();
-        let shape = tensor.dims().to_vec();
-        let data = tensor
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32 data");
-        self.tensors
-            .insert(self.path.join("."), HostTensor { shape, data });
-    }
-}
-
-struct NameCollector {
-    path: Vec<String>,
-    names: Vec<String>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for NameCollector {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<B, D>>) {
-        self.names.push(self.path.join("."));
-    }
-}
-
-/// Replaces every float parameter by the file's tensor of the same path.
-struct Loader {
-    path: Vec<String>,
-    tensors: BTreeMap<String, HostTensor>,
-    error: Option<WeightError>,
-}
-
-impl<B: Backend> ModuleMapper<B> for Loader {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        // The model's parameters are still lazy (their random initialisation has not run): the
-        // shape and device are read without running it, and a loaded tensor replaces it, so
-        // loading never draws and then throws away the model's worth of random numbers.
-        if self.error.is_some() {
-            return param;
-        }
-        let name = self.path.join(".");
-        let expected = param.lazy_shape().as_slice().to_vec();
-        match self.tensors.remove(&name) {
-            None => {
-                self.error = Some(WeightError::MissingTensor(name));
-                param
-            }
-            Some(t) if t.shape != expected => {
-                self.error = Some(WeightError::ShapeMismatch {
-                    name,
-                    expected,
-                    found: t.shape,
-                });
-                param
-            }
-            Some(t) => {
-                let tensor =
-                    Tensor::from_data(TensorData::new(t.data, t.shape), &param.lazy_device());
-                let id = param.id;
-                param.transform_for_load(tensor, id)
-            }
-        }
-    }
 }

@@ -5,9 +5,13 @@
 //! plus a `<name>.qscale` F32 tensor of the same rank whose only non-1 axis is the output channel,
 //! so `value = q * scale` broadcasts. Everything is dequantized to f32 at load.
 
+mod error;
 mod file;
+mod format;
+mod params;
 pub mod quant;
 
-pub use file::{
-    HostTensor, Quantization, WeightError, WeightFile, WeightsMeta, FORMAT_VERSION, METADATA_KEY,
-};
+pub use error::WeightError;
+pub use file::{Quantization, WeightFile, WeightsMeta};
+pub use format::{FORMAT_VERSION, METADATA_KEY};
+pub use params::HostTensor;

@@ -1,4 +1,4 @@
-use super::NoiseSource;
+use crate::diffusion::noise::NoiseSource;
 
 /// One DDIM step: `x_next = sqrt(a_next) x0 + sqrt(1 - a_next - sigma^2) eps + sigma z`, with
 /// `sigma = eta sqrt((1 - a_next) / (1 - a)) sqrt(1 - a / a_next)` (eta = 0: deterministic).

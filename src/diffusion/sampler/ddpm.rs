@@ -1,4 +1,35 @@
-use super::{DdpmVariance, NoiseSource};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diffusion::noise::NoiseSource;
+
+/// The variance of DDPM's ancestral steps (Ho et al. 2020 found the two bounds alike over every
+/// timestep; they differ on a few large steps).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DdpmVariance {
+    /// The posterior's, beta-tilde `= b (1 - a_next) / (1 - a)`: the lower bound.
+    #[default]
+    #[serde(rename = "small")]
+    Small,
+    /// The step's beta `b = 1 - a / a_next`: the upper bound, improved-diffusion's default for
+    /// models that do not learn their variance.
+    #[serde(rename = "large")]
+    Large,
+}
+
+impl FromStr for DdpmVariance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "small" => Ok(Self::Small),
+            "large" => Ok(Self::Large),
+            other => Err(format!(
+                "unknown DDPM variance `{other}` (expected small or large)"
+            )),
+        }
+    }
+}
 
 /// One ancestral step from alpha-bar `a` to `a_next` with the mean of the Gaussian posterior
 /// q(x_next | x, x0), `sqrt(a_next) b / (1 - a) x0 + sqrt(a / a_next) (1 - a_next) / (1 - a) x`,

@@ -7,11 +7,13 @@ mod ddim;
 mod ddpm;
 mod dpm_solver;
 
+pub use ddpm::DdpmVariance;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-use super::noise::NoiseRng;
+use super::noise::{NoiseRng, NoiseSource};
 use super::schedule::NoiseSchedule;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -27,33 +29,6 @@ pub enum SamplerKind {
     #[default]
     #[serde(rename = "dpm++")]
     DpmSolverPP,
-}
-
-/// The variance of DDPM's ancestral steps (Ho et al. 2020 found the two bounds alike over every
-/// timestep; they differ on a few large steps).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum DdpmVariance {
-    /// The posterior's, beta-tilde `= b (1 - a_next) / (1 - a)`: the lower bound.
-    #[default]
-    #[serde(rename = "small")]
-    Small,
-    /// The step's beta `b = 1 - a / a_next`: the upper bound, improved-diffusion's default for
-    /// models that do not learn their variance.
-    #[serde(rename = "large")]
-    Large,
-}
-
-impl FromStr for DdpmVariance {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "small" => Ok(Self::Small),
-            "large" => Ok(Self::Large),
-            other => Err(format!(
-                "unknown DDPM variance `{other}` (expected small or large)"
-            )),
-        }
-    }
 }
 
 impl SamplerKind {
@@ -337,22 +312,5 @@ impl Sampler {
     /// The finished batch, `[batch * C * H * W]` in [-1, 1] (roughly: no clamping is applied).
     pub fn into_output(self) -> Vec<f32> {
         self.x
-    }
-}
-
-/// Fresh per-image Gaussian noise for the stochastic samplers.
-pub(crate) struct NoiseSource<'a> {
-    rngs: &'a mut [NoiseRng],
-    image_len: usize,
-}
-
-impl NoiseSource<'_> {
-    /// One standard-normal value per element of the batch, image `i` from its own stream.
-    pub(crate) fn draw(self) -> Vec<f32> {
-        let mut out = vec![0f32; self.rngs.len() * self.image_len];
-        for (rng, image) in self.rngs.iter_mut().zip(out.chunks_mut(self.image_len)) {
-            rng.fill_normal(image);
-        }
-        out
     }
 }

@@ -8,10 +8,11 @@ use std::io::{Read, Seek};
 use std::ops::Range;
 use std::path::Path;
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 
+use super::error::ImportError;
+use super::model_args::ModelArgs;
 use super::pickle::{self, Obj, StorageDtype, TensorRef, Value};
-use super::{ImportError, ModelArgs};
 
 /// The largest `data.pkl` read (a state dict's pickle is a few hundred KB).
 const MAX_PICKLE_BYTES: u64 = 256 << 20;

@@ -54,199 +54,23 @@
 //! the tensors. Every tensor must be present with the shape that config implies, and no other.
 
 mod archive;
+mod cache;
+mod convert;
+mod error;
+mod http;
 mod mapping;
+mod model_args;
+mod options;
 mod pickle;
 mod probe;
 pub mod reference;
 pub mod remote;
 pub mod save;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use dit_web::config::Preset;
-use dit_web::model::position_table;
-use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::PathError;
-
-use crate::export::ExportError;
 pub use archive::{Checkpoint, ReadSeek, StateDict};
+pub use convert::{convert, convert_state, import, Imported};
+pub use error::ImportError;
 pub use mapping::{mapping, Mapped};
+pub use model_args::ModelArgs;
+pub use options::ImportOptions;
 pub use pickle::{StorageDtype, TensorRef};
-use probe::target;
-pub use probe::ModelArgs;
-
-/// How far the checkpoint's position table may differ from ours (float32 rounding of the
-/// reference's own computation stays far below this).
-const POSITION_TOLERANCE: f32 = 1e-3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error(transparent)]
-    Io(#[from] PathError),
-    #[error("not a PyTorch checkpoint written by torch.save (PyTorch 1.6+ zip format): {0}")]
-    NotACheckpoint(String),
-    #[error("cannot read the checkpoint's data.pkl: {0}")]
-    Pickle(String),
-    #[error("the checkpoint has no `{key}` entry (it has: {})", found.join(", "))]
-    MissingEntry { key: String, found: Vec<String> },
-    #[error("`{key}` is not a state dict: {reason}")]
-    NotAStateDict { key: String, reason: String },
-    #[error("model_args: {0}")]
-    ModelArgs(String),
-    #[error("cannot tell the model's configuration from the checkpoint: {0}")]
-    Config(String),
-    #[error("the checkpoint does not match preset `{preset}`: {}", diffs.join("; "))]
-    PresetMismatch { preset: String, diffs: Vec<String> },
-    #[error("tensor `{name}` is missing from `{state}`")]
-    MissingTensor { state: String, name: String },
-    #[error("`{state}` holds tensor `{name}`, which the reference DiT does not have")]
-    UnexpectedTensor { state: String, name: String },
-    #[error("tensor `{name}` has shape {found:?}, the model needs {expected:?}")]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error("tensor `{name}`: {reason}")]
-    BadTensor { name: String, reason: String },
-    #[error("positional_embeddings differ from dit-web's fixed sin-cos table by up to {max_diff:.3e} (tolerance {POSITION_TOLERANCE:e}): the checkpoint does not use the reference's position encoding")]
-    PositionTable { max_diff: f32 },
-    #[error(transparent)]
-    Export(#[from] ExportError),
-}
-
-/// What to convert and how to describe it.
-#[derive(Clone, Debug, Default)]
-pub struct ImportOptions {
-    /// The preset the checkpoint must match (its labels, dataset and schedule length are used).
-    /// Without one, everything comes from the tensors and `model_args`.
-    pub preset: Option<Preset>,
-    /// Convert `model_state` instead of `ema_state`.
-    pub raw: bool,
-    /// Overrides the number of diffusion timesteps (otherwise `model_args`, then the preset).
-    pub num_timesteps: Option<usize>,
-}
-
-/// A converted checkpoint.
-#[derive(Debug)]
-pub struct Imported {
-    /// f32 weights in dit-web's names and layout.
-    pub file: WeightFile,
-    /// Which state dict was converted (`ema_state` or `model_state`).
-    pub state: &'static str,
-    /// Largest difference between the checkpoint's position table and dit-web's.
-    pub position_table_diff: f32,
-}
-
-/// Opens `path` and converts it.
-pub fn import(path: &Path, options: &ImportOptions) -> Result<Imported, ImportError> {
-    convert(&Checkpoint::open(path)?, options)
-}
-
-/// Converts the checkpoint's `ema_state` (or `model_state` with `options.raw`).
-pub fn convert(ckpt: &Checkpoint, options: &ImportOptions) -> Result<Imported, ImportError> {
-    let state_name = if options.raw {
-        "model_state"
-    } else {
-        "ema_state"
-    };
-    let state = ckpt.state_dict(state_name)?;
-    convert_state(
-        ckpt,
-        state_name,
-        &state,
-        ckpt.model_args()?.as_ref(),
-        options,
-    )
-}
-
-/// Converts one state dict whose tensors live in `ckpt` (tests use this to feed altered dicts).
-pub fn convert_state(
-    ckpt: &Checkpoint,
-    state_name: &'static str,
-    state: &StateDict,
-    args: Option<&ModelArgs>,
-    options: &ImportOptions,
-) -> Result<Imported, ImportError> {
-    let target = target(state, state_name, args, options)?;
-    let config = &target.model;
-
-    // Every tensor present with its shape, and nothing else.
-    let mapped = mapping(config);
-    let positions = "positional_embeddings";
-    let position_shape = vec![1, config.num_patches(), config.hidden_size];
-    let expected = mapped
-        .iter()
-        .map(|m| (m.torch.as_str(), &m.shape))
-        .chain([(positions, &position_shape)]);
-    for (name, shape) in expected.clone() {
-        let t = state.get(name).ok_or_else(|| ImportError::MissingTensor {
-            state: state_name.into(),
-            name: name.into(),
-        })?;
-        if t.shape != *shape {
-            return Err(ImportError::ShapeMismatch {
-                name: name.into(),
-                expected: shape.clone(),
-                found: t.shape.clone(),
-            });
-        }
-    }
-    let known: std::collections::HashSet<&str> = expected.map(|(n, _)| n).collect();
-    if let Some(name) = state.keys().find(|n| !known.contains(n.as_str())) {
-        return Err(ImportError::UnexpectedTensor {
-            state: state_name.into(),
-            name: name.clone(),
-        });
-    }
-
-    // Read first: the storage bounds the size before the table is computed.
-    let theirs = ckpt.read_f32(positions, &state[positions])?;
-    let ours = position_table(config);
-    let position_table_diff = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(a, b)| (a - b).abs())
-        .map(|d| if d.is_nan() { f32::INFINITY } else { d })
-        .fold(0f32, f32::max);
-    if position_table_diff > POSITION_TOLERANCE {
-        return Err(ImportError::PositionTable {
-            max_diff: position_table_diff,
-        });
-    }
-
-    let mut tensors = BTreeMap::new();
-    for m in &mapped {
-        let data = ckpt.read_f32(&m.torch, &state[&m.torch])?;
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(ImportError::BadTensor {
-                name: m.torch.clone(),
-                reason: "contains NaN or infinite values".into(),
-            });
-        }
-        tensors.insert(m.ours.clone(), m.to_ours(data));
-    }
-    let stored: u128 = tensors.values().map(|t| t.data.len() as u128).sum();
-    debug_assert_eq!(
-        stored,
-        config.num_params(),
-        "mapping covers every parameter"
-    );
-
-    let meta = WeightsMeta {
-        format_version: FORMAT_VERSION,
-        model: target.model,
-        schedule: target.schedule,
-        labels: target.labels,
-        dataset: target.dataset,
-        step: ckpt.step().unwrap_or(0),
-        ema: state_name == "ema_state",
-        quantization: Quantization::F32,
-    };
-    Ok(Imported {
-        file: WeightFile { meta, tensors },
-        state: state_name,
-        position_table_diff,
-    })
-}

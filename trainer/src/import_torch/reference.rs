@@ -9,8 +9,11 @@ use std::path::Path;
 
 use dit_web::config::Preset;
 
+use super::archive::Checkpoint;
+use super::convert::{convert, Imported};
+use super::error::ImportError;
+use super::options::ImportOptions;
 use super::remote::{OnTransfer, RemoteError, RemoteFile};
-use super::{convert, Checkpoint, ImportError, ImportOptions, Imported};
 
 /// A checkpoint the reference published, and what the page needs to know about it.
 pub struct Reference {

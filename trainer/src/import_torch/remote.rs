@@ -17,10 +17,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
 
-use dit_web::PathError;
 use sha2::{Digest, Sha256};
+
+pub use super::cache::default_cache;
+use super::cache::CacheState;
+use super::http::{agent, content_range, header};
+use crate::path_error::PathError;
 
 /// The least that a read that misses the cache fetches (zip headers and the pickle are small
 /// reads close together).
@@ -69,69 +72,6 @@ pub struct Transfer {
 /// The callback that sees each [`Transfer`] as it moves.
 pub type OnTransfer = Box<dyn FnMut(&Transfer)>;
 
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-struct CacheState {
-    url: String,
-    len: u64,
-    etag: Option<String>,
-    last_modified: Option<String>,
-    /// Sorted, disjoint, non-touching byte ranges `[start, end)` of `data` that are whole.
-    have: Vec<(u64, u64)>,
-}
-
-impl CacheState {
-    /// The parts of `[start, end)` not yet held.
-    fn missing(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let mut at = start;
-        for &(a, b) in &self.have {
-            if b <= at {
-                continue;
-            }
-            if a >= end {
-                break;
-            }
-            if a > at {
-                out.push((at, a));
-            }
-            at = at.max(b);
-        }
-        if at < end {
-            out.push((at, end));
-        }
-        out
-    }
-
-    fn insert(&mut self, start: u64, end: u64) {
-        self.have.push((start, end));
-        self.have.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.have.len());
-        for &(a, b) in &self.have {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        self.have = merged;
-    }
-
-    fn held(&self) -> u64 {
-        self.have.iter().map(|(a, b)| b - a).sum()
-    }
-
-    /// Whether a cache written for `self` still describes the file the server has now.
-    fn same_file(&self, now: &CacheState) -> bool {
-        let agree = |a: &Option<String>, b: &Option<String>| match (a, b) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        self.url == now.url
-            && self.len == now.len
-            && agree(&self.etag, &now.etag)
-            && agree(&self.last_modified, &now.last_modified)
-    }
-}
-
 struct Inner {
     /// The URL asked for (for messages), and where its redirects ended (for range requests).
     url: String,
@@ -150,41 +90,6 @@ struct Inner {
 /// A remote file, opened through its cache. Clones share one cache and connection settings.
 #[derive(Clone)]
 pub struct RemoteFile(Rc<RefCell<Inner>>);
-
-/// The default cache folder: `$XDG_CACHE_HOME/dit-web/downloads`, else `~/.cache/dit-web/downloads`.
-pub fn default_cache() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("dit-web/downloads")
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// `bytes START-END/TOTAL` -> (START, END + 1, TOTAL).
-fn content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    let (a, b, total) = (a.parse().ok()?, b.parse::<u64>().ok()?, total.parse().ok()?);
-    (a <= b && b < total).then_some((a, b + 1, total))
-}
 
 impl RemoteFile {
     /// Asks the server for `url`'s length and whether it serves byte ranges, and opens the
@@ -408,7 +313,7 @@ impl Inner {
     fn save(&self) -> Result<(), PathError> {
         let path = self.dir.join("state.json");
         let json = serde_json::to_vec(&self.state).expect("plain data serialises");
-        dit_web::atomic::write(&path, &json).map_err(PathError::at(&path))
+        crate::atomic::write(&path, &json).map_err(PathError::at(&path))
     }
 
     /// Fetches `[start, end)` in requests of at most [`CHUNK`] bytes, writes each to `data` and
@@ -553,31 +458,5 @@ impl Seek for RemoteReader {
         }
         self.pos = pos as u64;
         Ok(self.pos)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_merge_and_gaps_are_found() {
-        let mut s = CacheState::default();
-        s.insert(10, 20);
-        s.insert(30, 40);
-        assert_eq!(s.missing(0, 50), [(0, 10), (20, 30), (40, 50)]);
-        assert_eq!(s.missing(12, 18), []);
-        assert_eq!(s.missing(15, 35), [(20, 30)]);
-        s.insert(20, 30);
-        assert_eq!(s.have, [(10, 40)]);
-        assert_eq!(s.held(), 30);
-    }
-
-    #[test]
-    fn content_ranges_parse() {
-        assert_eq!(content_range("bytes 0-0/1234"), Some((0, 1, 1234)));
-        assert_eq!(content_range("bytes 10-19/20"), Some((10, 20, 20)));
-        assert_eq!(content_range("bytes 10-20/20"), None);
-        assert_eq!(content_range("bytes */20"), None);
     }
 }
