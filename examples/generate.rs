@@ -3,7 +3,8 @@
 //! grid.png.
 
 use dit_web::diffusion::SamplerConfig;
-use dit_web::generate::{generate_pngs, Batches};
+use dit_web::generate::{generate_images, Batches};
+use dit_web::image::{encode_png, grid};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     type B = burn_flex::Flex<f32>; // the CPU backend; any burn backend works
@@ -15,15 +16,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     // No guiding model; at most 16 images per network call (larger requests run as batches).
-    let written = generate_pngs::<B, _>(
+    let out = generate_images::<B, _>(
         &bytes,
         None,
         &["3", "7"],
         &config,
         Batches::in_turn(16),
-        "out".as_ref(),
         &Default::default(),
     )?;
-    println!("wrote {written:?}");
+    std::fs::create_dir_all("out")?;
+    for (k, (image, label)) in out.images.iter().zip(&out.labels).enumerate() {
+        std::fs::write(format!("out/{k:04}_label-{label}.png"), encode_png(image))?;
+    }
+    std::fs::write("out/grid.png", encode_png(&grid(&out.images, 10, 2)))?;
     Ok(())
 }

@@ -1,8 +1,5 @@
 //! Images on the host: network output in [-1, 1] to RGBA bytes, grids, and PNG.
 
-use std::io;
-use std::path::Path;
-
 /// A batch of generated images as 8-bit RGBA.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rgba {
@@ -95,9 +92,4 @@ pub fn encode_png(image: &Rgba) -> Vec<u8> {
             .expect("pixel count matches the header");
     }
     out
-}
-
-/// Writes a PNG whole or not at all ([`crate::atomic`]), so a killed run leaves no half image.
-pub fn write_png(path: &Path, image: &Rgba) -> io::Result<()> {
-    crate::atomic::write(path, &encode_png(image))
 }

@@ -9,19 +9,16 @@
 //!   DPM-Solver++(2M)) and classifier-free guidance.
 //! - [`weights`]: the weight file (safetensors + JSON metadata) with f32 / f16 / int8 tensors.
 //! - [`image`]: tensors to RGBA and PNG, grids.
-//! - [`generate`]: the whole pipeline, from a model and a request to images.
+//! - [`generate`]: the whole pipeline, from a model and a request to images (in memory: writing
+//!   them is the caller's business).
 //! - [`request`]: the page's generation request and the limits it is checked against.
-//! - [`atomic`]: files written whole or not at all (temporary name, then rename).
-//! - [`PathError`]: an I/O error that names its file.
 //! - `web` (wasm32 only): the wasm-bindgen API the page's worker calls.
 
-pub mod atomic;
 pub mod config;
 pub mod diffusion;
 pub mod generate;
 pub mod image;
 pub mod model;
-mod path_error;
 pub mod request;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
@@ -29,4 +26,3 @@ pub mod weights;
 
 pub use config::{Conditioning, Convention, DitConfig, Flavour, Preset, ScheduleConfig};
 pub use model::Dit;
-pub use path_error::PathError;

@@ -5,7 +5,7 @@ use crate::common;
 use common::*;
 use dit_web::diffusion::{NoiseSchedule, SamplerConfig, SamplerKind};
 use dit_web::generate::{
-    generate_pngs, load_guide, resolve_labels, sample, sample_batched, sample_batched_guided,
+    generate_images, load_guide, resolve_labels, sample, sample_batched, sample_batched_guided,
     Batches, Denoiser, GenerateError,
 };
 use dit_web::weights::{Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
@@ -275,19 +275,18 @@ fn autoguidance_extrapolates_away_from_the_guiding_model() {
         let err = load_guide::<B>(&meta, &bad, &device()).expect_err("a mismatched guide");
         assert!(err.to_string().contains(why), "{err}");
     }
-    // `generate_pngs` takes the guide's file: it changes the picture, and a mismatch is an error.
+    // `generate_images` takes the guide's file: it changes the picture, and a mismatch is an
+    // error.
     let png = |guide: Option<&[u8]>, autoguidance: f32| {
-        let dir = tempfile::tempdir().unwrap();
-        let written = generate_pngs::<B, _>(
+        let out = generate_images::<B, _>(
             &bytes,
             guide,
             &["cat", "owl"],
             &config(1.0, autoguidance),
             Batches::in_turn(32),
-            dir.path(),
             &device(),
         )?;
-        Ok::<_, GenerateError>(std::fs::read(&written[0]).unwrap())
+        Ok::<_, GenerateError>(out.images[0].pixels.clone())
     };
     assert_ne!(png(Some(&fits), 2.0).unwrap(), png(None, 1.0).unwrap());
     assert_eq!(png(Some(&fits), 1.0).unwrap(), png(None, 1.0).unwrap());
@@ -400,10 +399,9 @@ fn progress_callback_sees_every_step_with_a_preview() {
 }
 
 #[test]
-fn generate_pngs_writes_one_file_per_label_and_a_grid() {
+fn generate_images_draws_one_image_per_label_with_its_name() {
     let (_, bytes) = weights(true);
-    let dir = tempfile::tempdir().unwrap();
-    let written = generate_pngs::<B, _>(
+    let out = generate_images::<B, _>(
         &bytes,
         None,
         &["dog", "0", "owl"],
@@ -412,62 +410,55 @@ fn generate_pngs_writes_one_file_per_label_and_a_grid() {
             max: 2,
             parallel: true,
         },
-        dir.path(),
         &device(),
     )
     .unwrap();
-    let names: Vec<String> = written
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "0000_label-dog.png",
-            "0001_label-cat.png",
-            "0002_label-owl.png",
-            "grid.png"
-        ]
-    );
-    for path in &written {
-        let decoder =
-            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-        let reader = decoder.read_info().unwrap();
-        let info = reader.info();
-        let expected = if path.ends_with("grid.png") {
-            (3 * 8 + 4 * 2, 8 + 2 * 2)
-        } else {
-            (8, 8)
-        };
-        assert_eq!(
-            (info.width as usize, info.height as usize),
-            expected,
-            "{path:?}"
-        );
+    assert_eq!(out.labels, ["dog", "cat", "owl"]);
+    assert_eq!(out.images.len(), 3);
+    for image in &out.images {
+        assert_eq!((image.width, image.height), (8, 8));
+        assert_eq!(image.pixels.len(), 8 * 8 * 4);
     }
-    // No temporary files are left behind.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    // The batches of two give the images one call of three gives.
+    let whole = generate_images::<B, _>(
+        &bytes,
+        None,
+        &["dog", "0", "owl"],
+        &cfg(SamplerKind::DpmSolverPP, 5, 2.0, 42),
+        Batches::in_turn(16),
+        &device(),
+    )
+    .unwrap();
+    for (a, b) in out.images.iter().zip(&whole.images) {
+        let worst = a
+            .pixels
+            .iter()
+            .zip(&b.pixels)
+            .map(|(x, y)| x.abs_diff(*y))
+            .max();
+        assert!(worst <= Some(1), "{worst:?}");
+    }
 
-    let err = generate_pngs::<B, _>(
+    let err = generate_images::<B, _>(
         &bytes,
         None,
         &["zebra"],
         &SamplerConfig::default(),
         Batches::in_turn(16),
-        dir.path(),
         &device(),
     )
-    .unwrap_err();
+    .err()
+    .expect("an unknown label");
     assert!(err.to_string().contains("cat, dog, owl"), "{err}");
-    let err = generate_pngs::<B, _>(
+    let err = generate_images::<B, _>(
         &bytes[..100],
         None,
         &["dog"],
         &SamplerConfig::default(),
         Batches::in_turn(16),
-        dir.path(),
         &device(),
     )
-    .unwrap_err();
+    .err()
+    .expect("a cut file");
     assert!(matches!(err, GenerateError::Weights(_)), "{err}");
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::path_error::PathError;
 use dit_web::weights::{quant, Quantization, WeightFile, WeightsMeta, FORMAT_VERSION};
-use dit_web::PathError;
 
 use crate::run_dir::{RunDir, RunError};
 use crate::train::checkpoint::{self, CheckpointError};
@@ -77,7 +77,7 @@ pub fn write(
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
     let (bytes, report) = encode(file, quantization)?;
-    dit_web::atomic::write(out, &bytes).map_err(PathError::at(out))?;
+    crate::atomic::write(out, &bytes).map_err(PathError::at(out))?;
     Ok(report)
 }
 
@@ -89,7 +89,7 @@ pub fn write_card(
 ) -> Result<std::path::PathBuf, ExportError> {
     let path = weights.with_extension("card.json");
     let json = serde_json::to_vec_pretty(card).expect("a JSON value serialises");
-    dit_web::atomic::write(&path, &json).map_err(PathError::at(&path))?;
+    crate::atomic::write(&path, &json).map_err(PathError::at(&path))?;
     Ok(path)
 }
 

@@ -2,6 +2,7 @@
 //! every command is one call into this library.
 
 pub mod allocator;
+pub mod atomic;
 pub mod backend;
 pub mod bench;
 pub mod data;
@@ -9,9 +10,12 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod import_torch;
+pub mod path_error;
 pub mod report;
 pub mod run_dir;
 pub mod train;
+
+pub use path_error::PathError;
 
 /// The CPU backend used for training without a GPU, and for export, generation and eval:
 /// burn-flex, the fastest of burn's CPU backends at a training step here (`cargo bench -p trainer

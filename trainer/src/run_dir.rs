@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -110,7 +110,7 @@ mod tests {
             None
         );
         assert_eq!(
-            RunDir::checkpoint_step(&dit_web::atomic::temporary_path(&run.checkpoint(5))),
+            RunDir::checkpoint_step(&crate::atomic::temporary_path(&run.checkpoint(5))),
             None
         );
         assert!(matches!(

@@ -11,6 +11,7 @@ mod check;
 mod cli;
 mod download;
 mod folder;
+mod generate;
 mod import_torch;
 mod parallel;
 mod reference;

@@ -209,7 +209,7 @@ pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
 
 /// Writes `value` as pretty JSON to `path`, whole or not at all.
 pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result {
-    dit_web::atomic::write(path, &serde_json::to_vec_pretty(value)?)
+    trainer::atomic::write(path, &serde_json::to_vec_pretty(value)?)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }

@@ -12,7 +12,7 @@ pub fn from_pngs(
     if frames.is_empty() {
         return Err("no sample grids to animate".into());
     }
-    dit_web::atomic::create(out, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+    crate::atomic::create(out, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         // The first frame fixes the canvas size.
         let (width, height, _) = read_rgba(&frames[0])?;
         let mut encoder = gif::Encoder::new(std::fs::File::create(tmp)?, width, height, &[])?;

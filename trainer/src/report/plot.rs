@@ -54,7 +54,7 @@ pub fn line_plot(
     }
     register_font()?;
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    dit_web::atomic::create(path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+    crate::atomic::create(path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(tmp, (900, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)

@@ -9,7 +9,9 @@ use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::NoiseState;
-use dit_web::{Dit, PathError};
+use dit_web::Dit;
+
+use crate::path_error::PathError;
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::LoaderState;
@@ -59,7 +61,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     let folder = run.checkpoints();
     std::fs::create_dir_all(&folder).map_err(io(&folder))?;
     // Whatever fails inside is reported against the checkpoint being written.
-    dit_web::atomic::create(&dir, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+    crate::atomic::create(&dir, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir(tmp)?;
         model.clone().save_file(tmp.join("model"), &recorder())?;
         ema.clone().save_file(tmp.join("ema"), &recorder())?;
@@ -74,7 +76,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Dit<B>, B>>(
     })?;
     let latest = run.latest_file();
     let name = dir.file_name().expect("a checkpoint folder has a name");
-    dit_web::atomic::write(&latest, name.as_encoded_bytes()).map_err(io(&latest))?;
+    crate::atomic::write(&latest, name.as_encoded_bytes()).map_err(io(&latest))?;
     prune(run, state.step, keep_every)?;
     Ok(dir)
 }

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use dit_web::{DitConfig, PathError, Preset, ScheduleConfig};
+use dit_web::{DitConfig, Preset, ScheduleConfig};
+
+use crate::path_error::PathError;
 use serde::{Deserialize, Serialize};
 
 use super::lr::{self, LrSchedule};
@@ -159,7 +161,7 @@ impl RunConfig {
         std::fs::create_dir_all(run.root()).map_err(PathError::at(run.root()))?;
         let json = serde_json::to_vec_pretty(self).expect("the run config serializes");
         let path = run.config_file();
-        dit_web::atomic::write(&path, &json).map_err(PathError::at(&path))?;
+        crate::atomic::write(&path, &json).map_err(PathError::at(&path))?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! An I/O error together with the path it happened at, so that every message about a file names
-//! it. Used by the library and the trainer alike, as
+//! it. Used as
 //! `std::fs::read(path).map_err(PathError::at(path))`.
 
 use std::io;
