@@ -135,18 +135,15 @@ fn a_small_network_learns_the_shapes_across_a_resume() {
     let run_config = RunConfig::new(&preset, config);
     let run = RunDir::new(root.path().join("run"));
     let train = |resume: bool, stop_at: u64| {
-        trainer::train::train::<Autodiff<trainer::Cpu>, _>(
-            &run_config,
-            &data,
-            &run,
-            resume,
-            &Default::default(),
-            |row| match row.step >= stop_at {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            },
-        )
-        .unwrap()
+        trainer::train::Job::new(run_config.clone(), &data, run.clone())
+            .resuming(resume)
+            .run_on::<Autodiff<trainer::Cpu>>(vec![Default::default()], |row| {
+                match row.step >= stop_at {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                }
+            })
+            .unwrap()
     };
     let first = train(false, steps / 2);
     assert!(first.stopped);

@@ -14,8 +14,9 @@ use trainer::data::mnist::{Mnist, Split};
 use trainer::report::metrics::{read, MetricsRow};
 use trainer::run_dir::RunDir;
 use trainer::train::config::{RunConfig, TrainConfig};
+use trainer::train::parallel::Fault;
 use trainer::train::parallel::Topology;
-use trainer::train::{train_on_devices, TrainError, TrainOutcome};
+use trainer::train::{Job, TrainError, TrainOutcome};
 use trainer::Cpu;
 
 type B = Autodiff<Cpu>;
@@ -49,30 +50,33 @@ fn run(
     resume: bool,
     stop_at: u64,
 ) -> Result<TrainOutcome, TrainError> {
-    run_on(config, &devices(n), data, dir, resume, stop_at)
+    run_on(config, &devices(n), None, data, dir, resume, stop_at)
 }
 
 fn run_on(
     config: &TrainConfig,
     topology: &Topology,
+    fault: Option<Fault>,
     data: &Mnist,
     dir: &Path,
     resume: bool,
     stop_at: u64,
 ) -> Result<TrainOutcome, TrainError> {
     let n = topology.devices.len();
-    train_on_devices::<B, _>(
-        &RunConfig::new(&preset(), config.clone()),
+    let mut job = Job::new(
+        RunConfig::new(&preset(), config.clone()),
         data,
-        &RunDir::new(dir),
-        resume,
-        topology,
-        vec![Default::default(); n],
-        |row| match row.step >= stop_at {
+        RunDir::new(dir),
+    )
+    .resuming(resume)
+    .on(topology.clone());
+    job.fault = fault;
+    job.run_on::<B>(vec![Default::default(); n], |row| {
+        match row.step >= stop_at {
             true => ControlFlow::Break(()),
             false => ControlFlow::Continue(()),
-        },
-    )
+        }
+    })
 }
 
 fn data() -> (tempfile::TempDir, Mnist) {
@@ -149,13 +153,18 @@ fn a_failing_device_stops_the_run_with_a_message_and_keeps_the_last_checkpoint()
     let (_d, data) = data();
     let dir = tempfile::tempdir().unwrap();
     // Device 1 fails in its fifth step; the checkpoint of step 3 is the last good one.
-    let failing = Topology {
-        fault: Some((1, 5)),
-        ..devices(2)
-    };
-    let err = run_on(&config(6, 0), &failing, &data, dir.path(), false, u64::MAX)
-        .expect_err("the run fails")
-        .to_string();
+    let fault = Fault { device: 1, step: 5 };
+    let err = run_on(
+        &config(6, 0),
+        &devices(2),
+        Some(fault),
+        &data,
+        dir.path(),
+        false,
+        u64::MAX,
+    )
+    .expect_err("the run fails")
+    .to_string();
     assert!(err.contains("device 1") && err.contains("step 5"), "{err}");
     let run_dir = RunDir::new(dir.path());
     assert_eq!(

@@ -13,7 +13,7 @@ use trainer::data::Dataset;
 use trainer::run_dir::RunDir;
 use trainer::train::config::{RunConfig, TrainConfig};
 use trainer::train::lr::{Decay, LrSchedule};
-use trainer::train::{checkpoint, train, TrainError, TrainOutcome};
+use trainer::train::{checkpoint, Job, TrainError, TrainOutcome};
 use trainer::Cpu;
 
 type B = Autodiff<Cpu>;
@@ -37,14 +37,9 @@ fn train_tiny(
     resume: bool,
 ) -> Result<TrainOutcome, TrainError> {
     let run_config = RunConfig::new(&tiny_preset(), config.clone());
-    train::<B, _>(
-        &run_config,
-        data,
-        &RunDir::new(dir),
-        resume,
-        &Default::default(),
-        |_| ControlFlow::Continue(()),
-    )
+    Job::new(run_config.clone(), data, RunDir::new(dir))
+        .resuming(resume)
+        .run_on::<B>(vec![Default::default()], |_| ControlFlow::Continue(()))
 }
 
 fn data() -> (tempfile::TempDir, Mnist) {
@@ -106,17 +101,16 @@ fn a_run_stopped_between_checkpoints_keeps_that_step_and_resumes_exactly() {
     // Checkpoints every 3 steps; the stop comes after step 4 (as Ctrl-C does through `trainer`).
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
-    let first = train::<B, _>(
-        &RunConfig::new(&tiny_preset(), config(6)),
+    let first = Job::new(
+        RunConfig::new(&tiny_preset(), config(6)),
         &data,
-        &run,
-        false,
-        &Default::default(),
-        |row| match row.step {
-            4 => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        },
+        run.clone(),
     )
+    .resuming(false)
+    .run_on::<B>(vec![Default::default()], |row| match row.step {
+        4 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
     .unwrap();
     assert!(first.stopped);
     assert_eq!(first.final_step, 4);
@@ -248,20 +242,19 @@ fn reading_back_every_few_steps_trains_the_same_and_stops_at_a_read() {
         ..config4.clone()
     };
     let mut seen = Vec::new();
-    let first = train::<B, _>(
-        &RunConfig::new(&tiny_preset(), sparse.clone()),
+    let first = Job::new(
+        RunConfig::new(&tiny_preset(), sparse.clone()),
         &data,
-        &run,
-        false,
-        &Default::default(),
-        |row| {
-            seen.push(row.step);
-            match row.step {
-                2 => ControlFlow::Break(()),
-                _ => ControlFlow::Continue(()),
-            }
-        },
+        run.clone(),
     )
+    .resuming(false)
+    .run_on::<B>(vec![Default::default()], |row| {
+        seen.push(row.step);
+        match row.step {
+            2 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
+    })
     .unwrap();
     assert_eq!(seen, [1, 2, 3, 4]);
     assert!(first.stopped);
@@ -384,14 +377,13 @@ fn resuming_with_another_network_is_refused_and_the_run_kept() {
     let before = std::fs::read(run.path().join("run.json")).unwrap();
     let mut other = tiny_preset();
     other.model.depth = 2;
-    let err = train::<B, _>(
-        &RunConfig::new(&other, config(6)),
+    let err = Job::new(
+        RunConfig::new(&other, config(6)),
         &data,
-        &RunDir::new(run.path()),
-        true,
-        &Default::default(),
-        |_| ControlFlow::Continue(()),
+        RunDir::new(run.path()),
     )
+    .resuming(true)
+    .run_on::<B>(vec![Default::default()], |_| ControlFlow::Continue(()))
     .unwrap_err()
     .to_string();
     assert!(err.contains("another network"), "{err}");
@@ -436,14 +428,13 @@ fn a_run_can_start_from_a_weight_file_of_the_same_network() {
     let mut other = tiny_preset();
     other.model = DitConfig::new(28, 1, 7, 48, 1, 2, 10).with_class_dropout(0.1);
     let elsewhere = tempfile::tempdir().unwrap();
-    let err = train::<B, _>(
-        &RunConfig::new(&other, frozen.clone()),
+    let err = Job::new(
+        RunConfig::new(&other, frozen.clone()),
         &data,
-        &RunDir::new(elsewhere.path()),
-        false,
-        &Default::default(),
-        |_| ControlFlow::Continue(()),
+        RunDir::new(elsewhere.path()),
     )
+    .resuming(false)
+    .run_on::<B>(vec![Default::default()], |_| ControlFlow::Continue(()))
     .unwrap_err();
     assert!(
         err.to_string().contains("not the one this run trains"),

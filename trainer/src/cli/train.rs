@@ -11,6 +11,7 @@ use trainer::train::config::{RunConfig, TrainConfig};
 use trainer::train::lr::{Decay, LrSchedule};
 use trainer::train::parallel::Topology;
 use trainer::train::signal::StopFlag;
+use trainer::train::Job;
 
 use super::{parse_positive, parse_seconds, progress_bar, ModelArgs, Result};
 
@@ -150,7 +151,6 @@ impl ParallelArgs {
             nodes: self.nodes,
             rank: self.node_rank,
             master: self.master.clone(),
-            fault: None,
         }
     }
 }
@@ -222,38 +222,32 @@ pub fn run(args: Args) -> Result {
     );
     let run = RunDir::new(&args.run);
     let stop = StopFlag::on_signals()?;
-    let topology = args.parallel.topology();
-    let outcome = trainer::train::train_on(
-        args.backend,
-        &config,
-        &args.data,
-        &run,
-        args.resume,
-        &topology,
-        |row| {
-            bar.set_position(row.step);
-            bar.set_message(format!(
-                "loss {:.4} lr {:.2e} {:.1} img/s",
-                row.loss, row.lr, row.images_per_sec
-            ));
-            match stop.raised() {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            }
-        },
-    )?;
+    let job = Job::open(config, &args.data, run)?
+        .resuming(args.resume)
+        .on(args.parallel.topology());
+    let outcome = job.run(args.backend, |row| {
+        bar.set_position(row.step);
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.1} img/s",
+            row.loss, row.lr, row.images_per_sec
+        ));
+        match stop.raised() {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    })?;
     bar.finish();
     if outcome.stopped {
         return Err(Stopped {
             step: outcome.final_step,
-            run: run.root().display().to_string(),
+            run: job.run_dir.root().display().to_string(),
         }
         .into());
     }
     println!(
         "trained to step {} in {}",
         outcome.final_step,
-        run.root().display()
+        job.run_dir.root().display()
     );
     let (skipped, reasons) = &outcome.skipped;
     if *skipped > 0 {

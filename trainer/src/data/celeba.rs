@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 
-use super::{DataError, Dataset};
+use super::dataset::{DataError, Dataset};
 
 pub const CROP: usize = 128;
 /// Label ids, in the order of the `celeba` preset's label names.

@@ -4,11 +4,11 @@
 use std::io::Read;
 use std::path::Path;
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 
 use sha2::{Digest, Sha256};
 
-use super::DataError;
+use super::dataset::DataError;
 
 /// A commonly used MNIST mirror (the one torchvision tries first).
 pub const DEFAULT_MIRROR: &str = "https://ossci-datasets.s3.amazonaws.com/mnist";
@@ -104,7 +104,7 @@ pub fn download(
                 })
             }
         }
-        dit_web::atomic::write(&path, &body).map_err(PathError::at(&path))?;
+        crate::atomic::write(&path, &body).map_err(PathError::at(&path))?;
         report.push((name.to_string(), Fetched::Downloaded));
     }
     Ok(report)

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 use image::imageops::FilterType;
 
-use super::{DataError, Dataset};
+use super::dataset::{DataError, Dataset};
 
 /// The dataset name a run on an image folder records (`run.json`, the weight file).
 pub const DATASET: &str = "images";

@@ -8,7 +8,7 @@ use std::thread::Scope;
 use dit_web::diffusion::NoiseRng;
 use serde::{Deserialize, Serialize};
 
-use super::Dataset;
+use super::dataset::Dataset;
 
 /// Where the loader stands: enough to continue with exactly the same batches after a restart.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

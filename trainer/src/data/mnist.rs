@@ -3,9 +3,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use dit_web::PathError;
+use crate::path_error::PathError;
 
-use super::{DataError, Dataset};
+use super::dataset::{DataError, Dataset};
 
 /// The file names of a split, without `.gz`.
 pub const TRAIN: [&str; 2] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"];

@@ -10,11 +10,11 @@
 
 use std::path::Path;
 
+use crate::path_error::PathError;
 use dit_web::diffusion::NoiseRng;
-use dit_web::PathError;
 
 use super::celeba::{FEMALE, MALE};
-use super::DataError;
+use super::dataset::DataError;
 
 /// CelebA's aligned image size.
 pub const WIDTH: u32 = 178;
@@ -48,7 +48,7 @@ pub fn write(root: &Path, count: usize, seed: u64) -> Result<(), DataError> {
         std::fs::remove_dir(root).map_err(PathError::at(root))?;
     }
     let held_out = (count / 10).max(1);
-    let written = dit_web::atomic::create(root, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+    let written = crate::atomic::create(root, |tmp| -> Result<(), Box<dyn std::error::Error>> {
         let images = tmp.join("img_align_celeba");
         std::fs::create_dir_all(&images).map_err(PathError::at(&images))?;
         let mut attrs = format!("{count}\nBlack_Hair Male Smiling\n");

@@ -12,6 +12,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
+use dit_web::model::OwnKernels;
 use dit_web::{Dit, Preset};
 use serde::Serialize;
 
@@ -38,11 +39,12 @@ pub struct CheckSide<'a> {
 
 impl OnBackend for CheckSide<'_> {
     type Output = StepGradients;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> StepGradients {
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> StepGradients {
         let config = &self.preset.model;
         let model = config
             .init::<B>(&device)
-            .map(&mut HostRandom(NoiseRng::new(self.seed, 11)));
+            .map(&mut HostRandom(NoiseRng::new(self.seed, 11)))
+            .with_kernels(kernels);
         let schedule = NoiseSchedule::new(&self.preset.schedule);
         let mut rng = NoiseRng::new(self.seed, 12);
         let batch = Batch::<B>::random(self.batch, &mut rng, &schedule, config, &device);

@@ -1,7 +1,6 @@
 //! The LR range test: train a fresh model while the learning rate grows exponentially, and
 //! suggest the rate where the smoothed loss falls fastest.
 
-use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, Preset};
@@ -41,10 +40,7 @@ pub fn lr_find<B: AutodiffBackend, D: Dataset>(
     let model_config = preset.model.clone();
     let mut model: Dit<B> =
         crate::backend::seeded::<B, _>(device, config.seed, || model_config.init(device));
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.0)
-        .init::<B, Dit<B>>();
+    let mut optim = super::optim::adamw::<B>();
     let schedule = NoiseSchedule::new(&preset.schedule);
     let mut rng = NoiseRng::new(config.seed, 1);
     let mut loader = Loader::new(data, config.seed);
@@ -117,7 +113,7 @@ pub fn write_report(
         csv.push_str(&format!("{},{},{}\n", p.lr, p.loss, p.smoothed));
     }
     let (csv_path, png_path) = (out.join("lr_find.csv"), out.join("lr_find.png"));
-    dit_web::atomic::write(&csv_path, csv.as_bytes())
+    crate::atomic::write(&csv_path, csv.as_bytes())
         .map_err(|e| format!("{}: {e}", csv_path.display()))?;
     let curve = |f: fn(&LrPoint) -> f64| points.iter().map(|p| (p.lr.log10(), f(p))).collect();
     line_plot(
@@ -139,18 +135,15 @@ pub fn write_report(
     Ok([csv_path, png_path])
 }
 
-/// `trainer lr-find`: [`lr_find`] on the CPU over the MNIST training digits in `data`.
+/// `trainer lr-find`: [`lr_find`] on the CPU over the training images of the preset's dataset
+/// in `data` (opened as `trainer train` opens it).
 pub fn lr_find_on(
     preset: &Preset,
     config: &LrFindConfig,
     data: &std::path::Path,
     on_point: impl FnMut(&LrPoint),
 ) -> Result<Vec<LrPoint>, Box<dyn std::error::Error>> {
-    use crate::data::mnist::{Mnist, Split};
-    if preset.dataset != "mnist" {
-        return Err("the LR finder reads MNIST only in this build".into());
-    }
-    let data = Mnist::load(data, Split::Train)?;
+    let data = crate::data::open(data, preset.dataset, &preset.model, &preset.labels)?;
     Ok(lr_find::<burn::backend::Autodiff<crate::Cpu>, _>(
         preset,
         config,

@@ -1,13 +1,14 @@
 //! One optimizer step: draw a noisy batch on the host, predict the noise, MSE, backward, clip,
 //! AdamW. Shared by training and the LR finder.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::ParamId;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule};
 use dit_web::{Dit, DitConfig};
 
+use super::grads::{for_each, param_ids, EachGradient};
 use crate::data::loader::Batches;
 
 /// A training batch on the host: `x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`, its target eps, the
@@ -249,21 +250,6 @@ pub fn squared_error<B: Backend>(
     (prediction - eps).powf_scalar(2.0).sum().div_scalar(count)
 }
 
-struct Ids(Vec<(ParamId, usize)>);
-
-impl<B: Backend> ModuleVisitor<B> for Ids {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.0.push((param.id, D));
-    }
-}
-
-/// Every float parameter's id and rank, in the module's visiting order.
-pub fn param_ids<B: Backend>(model: &Dit<B>) -> Vec<(ParamId, usize)> {
-    let mut ids = Ids(Vec::new());
-    model.visit(&mut ids);
-    ids.0
-}
-
 /// Global gradient-norm clipping as PyTorch's `clip_grad_norm_` (burn's own clipping works per
 /// tensor): every gradient times `min(1, max_norm / (norm + 1e-6))`, computed on the device, so
 /// the host never waits for the norm. Returns the gradients and the norm before clipping.
@@ -272,34 +258,31 @@ pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Dit<B>,
     max_norm: Option<f64>,
 ) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
-    let ids = param_ids(model);
-    let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
-    macro_rules! each_rank {
-        ($f:ident) => {
-            for &(id, rank) in &ids {
-                match rank {
-                    1 => $f!(grads, id, 1),
-                    2 => $f!(grads, id, 2),
-                    3 => $f!(grads, id, 3),
-                    4 => $f!(grads, id, 4),
-                    _ => unreachable!("DiT parameters have rank 1 to 4"),
-                }
-            }
-        };
-    }
-    macro_rules! add_square {
-        ($g:ident, $id:ident, $d:literal) => {
-            if let Some(g) = $g.get::<B::InnerBackend, $d>($id) {
+    struct SumSquares<B: Backend>(Option<Tensor<B, 1>>);
+    impl<B: Backend> EachGradient for SumSquares<B> {
+        fn gradient<const D: usize>(&mut self, id: ParamId, grads: &mut GradientsParams) {
+            if let Some(g) = grads.get::<B, D>(id) {
                 let s = g.powf_scalar(2.0).sum();
-                total = Some(match total.take() {
+                self.0 = Some(match self.0.take() {
                     Some(t) => t + s,
                     None => s,
                 });
             }
-        };
+        }
     }
-    each_rank!(add_square);
-    let norm = total.expect("a DiT has parameters").sqrt();
+    struct Scale<B: Backend>(Tensor<B, 1>);
+    impl<B: Backend> EachGradient for Scale<B> {
+        fn gradient<const D: usize>(&mut self, id: ParamId, grads: &mut GradientsParams) {
+            if let Some(g) = grads.remove::<B, D>(id) {
+                let scale = self.0.clone().reshape([1; D]);
+                grads.register::<B, D>(id, g * scale);
+            }
+        }
+    }
+    let ids = param_ids(model);
+    let mut total = SumSquares::<B::InnerBackend>(None);
+    for_each(&ids, &mut grads, &mut total);
+    let norm = total.0.expect("a DiT has parameters").sqrt();
     if let Some(max) = max_norm {
         // Exactly 1 when the norm is within the bound, so unclipped gradients stay as they are.
         let scale = norm
@@ -308,15 +291,7 @@ pub fn clip_global_norm<B: AutodiffBackend>(
             .recip()
             .mul_scalar(max)
             .clamp_max(1.0);
-        macro_rules! scale {
-            ($g:ident, $id:ident, $d:literal) => {
-                if let Some(g) = $g.remove::<B::InnerBackend, $d>($id) {
-                    let scale = scale.clone().reshape([1; $d]);
-                    $g.register::<B::InnerBackend, $d>($id, g * scale);
-                }
-            };
-        }
-        each_rank!(scale);
+        for_each(&ids, &mut grads, &mut Scale(scale));
     }
     (grads, norm)
 }
