@@ -10,7 +10,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::{Flex, FlexDevice};
 use dit_web::diffusion::NoiseRng;
-use dit_web::model::{own_kernels, set_own_kernels, OwnKernels};
+use dit_web::model::OwnKernels;
 use dit_web::weights::{Quantization, WeightFile};
 use dit_web::Dit;
 
@@ -50,6 +50,7 @@ fn gradients<A: burn::tensor::backend::AutodiffBackend>(
     config: &DitConfig,
     model: &Dit<B>,
     batch: usize,
+    own: OwnKernels,
     device: &A::Device,
 ) -> Vec<Vec<f32>> {
     struct Collect<'g, A: burn::tensor::backend::AutodiffBackend> {
@@ -68,6 +69,7 @@ fn gradients<A: burn::tensor::backend::AutodiffBackend>(
     let (model, _) = WeightFile::from_model(model, meta(config, Quantization::F32))
         .into_model::<A>(device)
         .expect("the same weights load");
+    let model = model.with_kernels(own);
     let s = config.input_size;
     let mut x = vec![0f32; batch * config.image_len()];
     NoiseRng::new(batch as u64, 0).fill_normal(&mut x);
@@ -99,8 +101,7 @@ fn training_gradients_of_the_own_operations_match_burns() {
     // burn-flex under autodiff runs the model's own Linear, attention, LayerNorm + modulation and
     // exact GELU operations with their own backward; with them off, the same backend runs burn's
     // generic ops and their derivatives. Every parameter's gradient agrees, on every block design
-    // and on odd shapes (9 tokens, heads of 3 floats). (Turning them off is process-wide: another
-    // test running meanwhile on burn-flex takes burn's path, whose results it accepts too.)
+    // and on odd shapes (9 tokens, heads of 3 floats).
     type Flexad = burn::backend::Autodiff<Flex>;
     let odd = DitConfig::new(6, 1, 2, 24, 2, 8, 3)
         .with_class_dropout(0.1)
@@ -112,14 +113,8 @@ fn training_gradients_of_the_own_operations_match_burns() {
         .chain([odd]);
     for (i, config) in configs.enumerate() {
         let model = random_model(&config, 11 + i as u64);
-        let own = gradients::<Flexad>(&config, &model, 3, &FlexDevice);
-        let before = own_kernels();
-        set_own_kernels(OwnKernels {
-            flex: false,
-            ..before
-        });
-        let burns = gradients::<Flexad>(&config, &model, 3, &FlexDevice);
-        set_own_kernels(before);
+        let own = gradients::<Flexad>(&config, &model, 3, OwnKernels::default(), &FlexDevice);
+        let burns = gradients::<Flexad>(&config, &model, 3, OwnKernels::NONE, &FlexDevice);
         assert_eq!(own.len(), burns.len());
         // Rounding also scales with the largest gradients: the keys' bias has a zero gradient in
         // exact arithmetic (softmax ignores a constant added to a row of scores), so both sides
@@ -136,4 +131,56 @@ fn training_gradients_of_the_own_operations_match_burns() {
             );
         }
     }
+}
+
+#[test]
+fn a_model_runs_the_kernels_it_was_given_whatever_ran_before_it() {
+    // Two models of the same weights in one process, one on dit-web's kernels and one on burn's:
+    // each gives its own output, bit for bit, before and after the other ran, and the two
+    // differ (so the setting reached the layers) only by float rounding.
+    let config = tiny_config(Flavour::Seed, Conditioning::AdalnZero);
+    let source = random_model(&config, 21);
+    let load = |own: OwnKernels| {
+        let (model, _) = WeightFile::from_model(&source, meta(&config, Quantization::F32))
+            .into_model::<Flex>(&FlexDevice)
+            .expect("the same weights load");
+        model.with_kernels(own)
+    };
+    let (ours, burns) = (load(OwnKernels::default()), load(OwnKernels::NONE));
+    assert_eq!(ours.kernels(), OwnKernels::default());
+    assert_eq!(burns.kernels(), OwnKernels::NONE);
+    let run = |model: &Dit<Flex>| {
+        let n = 3;
+        let s = config.input_size;
+        let mut x = vec![0f32; n * config.image_len()];
+        NoiseRng::new(4, 0).fill_normal(&mut x);
+        let x = Tensor::<Flex, 4>::from_data(
+            TensorData::new(x, [n, config.in_channels, s, s]),
+            &FlexDevice,
+        );
+        let t =
+            Tensor::<Flex, 1>::from_data(TensorData::new(vec![9.0, 50.0, 91.0], [n]), &FlexDevice);
+        let y =
+            Tensor::<Flex, 1, Int>::from_data(TensorData::new(vec![0i64, 1, 2], [n]), &FlexDevice);
+        model
+            .forward(x, t, y)
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap()
+    };
+    let first = run(&ours);
+    let burn_first = run(&burns);
+    assert_eq!(
+        run(&ours),
+        first,
+        "the own kernels' output changed after burn's ran"
+    );
+    assert_eq!(
+        run(&burns),
+        burn_first,
+        "burn's output changed after the own kernels ran"
+    );
+    assert_ne!(first, burn_first, "both models took the same path");
+    let diff = max_abs_diff(&first, &burn_first);
+    assert!(diff < 1e-4, "the two paths differ by {diff}");
 }

@@ -11,6 +11,7 @@ let DitSession;
 // On WebGPU, dit-web's own kernels or burn-wgpu's: `?kernels=own|burn`, else by adapter as the page
 // picks them (adapter.js). Modules built before the switch run their own kernels whatever it says.
 let kernels = "dit-web";
+let ownKernels = true;
 // `?model=mnist` benchmarks another weight file of www/weights/ (default: the small model).
 const model = params.get("model") || "mnist-cpu";
 if (!/^[\w/-]+$/.test(model)) throw new Error(`bad model parameter: ${model}`);
@@ -49,7 +50,7 @@ function addRow(row) {
 }
 
 async function ditWeb(weights, backend) {
-  const session = await DitSession.create(backend);
+  const session = await DitSession.create(backend, backend === "webgpu" ? ownKernels : undefined);
   const meta = session.loadWeights(weights);
   const library = session.library;
   for (const batch of batches) {
@@ -125,10 +126,9 @@ async function run() {
     DitSession = module.DitSession;
     const weights = new Uint8Array(await (await fetch(weightsUrl)).arrayBuffer());
     const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-    if (adapter && module.setOwnWebGpuKernels) {
-      const own = ownKernelsFor(describeAdapter(adapter), params.get("kernels"));
-      module.setOwnWebGpuKernels(own);
-      kernels = own ? "dit-web" : "burn-wgpu";
+    if (adapter) {
+      ownKernels = ownKernelsFor(describeAdapter(adapter), params.get("kernels"));
+      kernels = ownKernels ? "dit-web" : "burn-wgpu";
     }
     for (const backend of backends) {
       if (backend === "webgpu" && !adapter) {

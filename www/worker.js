@@ -5,7 +5,7 @@
 // message queue, so a `cancel` for the running generation is read between two steps and stops
 // it there; the next generation then starts at once, on the same module and weights.
 
-import init, { cpuLibrary, DitSession, maxBatch, setOwnWebGpuKernels } from "./pkg/dit_web.js";
+import init, { cpuLibrary, DitSession, maxBatch } from "./pkg/dit_web.js";
 import { describeAdapter, ownKernelsFor } from "./adapter.js";
 
 const WEIGHTS_CACHE = "dit-web-weights-v1";
@@ -97,8 +97,7 @@ function kernelsName() {
 }
 
 async function newSession() {
-  if (backend === "webgpu") setOwnWebGpuKernels(ownKernels);
-  return DitSession.create(backend);
+  return DitSession.create(backend, backend === "webgpu" ? ownKernels : undefined);
 }
 
 /** Deletes the cached copies of a versioned file (models.json names each version of a shipped

@@ -4,8 +4,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::embed::xavier_linear;
-use super::linear::forward_linear;
+use super::kernels::OwnKernels;
+use super::linear::{forward_linear, xavier_linear};
 
 /// Multi-head attention. Self-attention reads queries, keys and values from the same tokens;
 /// cross-attention (the `cross-attn` block) reads keys and values from a context sequence.
@@ -20,6 +20,8 @@ pub struct Attention<B: Backend> {
     pub v: Option<Linear<B>>,
     pub out: Linear<B>,
     num_heads: usize,
+    #[module(skip)]
+    pub(super) kernels: OwnKernels,
 }
 
 impl<B: Backend> Attention<B> {
@@ -32,14 +34,16 @@ impl<B: Backend> Attention<B> {
             v: if fused_qkv { None } else { separate() },
             out: xavier_linear(d, d, device),
             num_heads,
+            kernels: OwnKernels::default(),
         }
     }
 
     /// `x: [B, N, d]`, `context: [B, M, d]` (or `None` for self-attention) -> `[B, N, d]`.
     pub fn forward(&self, x: Tensor<B, 3>, context: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
+        let own = self.kernels;
         let (q, k, v) = match (&self.qkv, context) {
             (Some(qkv), None) => {
-                let mut parts = forward_linear(qkv, x).chunk(3, 2);
+                let mut parts = forward_linear(qkv, x, own).chunk(3, 2);
                 let v = parts.pop().expect("three chunks");
                 let k = parts.pop().expect("three chunks");
                 (parts.pop().expect("three chunks"), k, v)
@@ -49,7 +53,7 @@ impl<B: Backend> Attention<B> {
                 let proj = |layer: &Option<Linear<B>>, t: Tensor<B, 3>| {
                     layer
                         .as_ref()
-                        .map(|layer| forward_linear(layer, t))
+                        .map(|layer| forward_linear(layer, t, own))
                         .expect("separate q/k/v projections (cross-attention never fuses)")
                 };
                 (
@@ -59,21 +63,32 @@ impl<B: Backend> Attention<B> {
                 )
             }
         };
-        if let Some(mixed) = flex_attention(&q, &k, &v, self.num_heads) {
-            return forward_linear(&self.out, mixed);
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(mixed) = train_attention(&q, &k, &v, self.num_heads) {
-            return forward_linear(&self.out, mixed);
+        let mixed = self.mix(q, k, v);
+        forward_linear(&self.out, mixed, own)
+    }
+
+    /// softmax(q k^T / sqrt(d_head)) v per head, `[B, N, d]`: on the own kernels where the
+    /// layer's setting and the backend allow, else burn's attention in slices.
+    fn mix(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>) -> Tensor<B, 3> {
+        let (own, heads) = (self.kernels, self.num_heads);
+        if own.flex {
+            if let Some(mixed) = flex_attention(&q, &k, &v, heads) {
+                return mixed;
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(mixed) = train_attention(&q, &k, &v, heads) {
+                return mixed;
+            }
         }
         #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
-        if let Some(mixed) = wgpu_attention(&q, &k, &v, self.num_heads) {
-            return forward_linear(&self.out, mixed);
+        if own.wgpu {
+            if let Some(mixed) = wgpu_attention(&q, &k, &v, heads) {
+                return mixed;
+            }
         }
-        let heads = |t| split_heads(t, self.num_heads);
-        let (q, k, v) = (heads(q), heads(k), heads(v));
-        let mixed = sliced_attention(q, k, v, MAX_SCORE_BYTES);
-        forward_linear(&self.out, merge_heads(mixed))
+        let split = |t| split_heads(t, heads);
+        let (q, k, v) = (split(q), split(k), split(v));
+        merge_heads(sliced_attention(q, k, v, MAX_SCORE_BYTES))
     }
 }
 

@@ -4,8 +4,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::Attention;
-use super::embed::{xavier_linear, zero_linear};
-use super::linear::forward_linear;
+use super::flavour::{shift_scale_positions, Activation};
+use super::kernels::OwnKernels;
+use super::linear::{forward_linear, xavier_linear, zero_linear};
 use super::norm::{layer_norm, norm_modulate, per_token};
 use crate::config::{Conditioning, DitConfig, Flavour};
 
@@ -15,7 +16,9 @@ pub struct Mlp<B: Backend> {
     pub fc1: Linear<B>,
     pub fc2: Linear<B>,
     #[module(skip)]
-    activation: super::Activation,
+    activation: Activation,
+    #[module(skip)]
+    pub(super) kernels: OwnKernels,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -24,15 +27,17 @@ impl<B: Backend> Mlp<B> {
         Self {
             fc1: xavier_linear(d, h, device),
             fc2: xavier_linear(h, d, device),
-            activation: super::Activation::for_mlp(config.flavour),
+            activation: Activation::for_mlp(config.flavour),
+            kernels: OwnKernels::default(),
         }
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        forward_linear(
-            &self.fc2,
-            self.activation.apply(forward_linear(&self.fc1, x)),
-        )
+        let own = self.kernels;
+        let h = self
+            .activation
+            .apply(forward_linear(&self.fc1, x, own), own);
+        forward_linear(&self.fc2, h, own)
     }
 }
 
@@ -51,6 +56,8 @@ pub struct DitBlock<B: Backend> {
     /// Chunk positions of (shift, scale) within each branch's part of the regression.
     #[module(skip)]
     positions: (usize, usize),
+    #[module(skip)]
+    pub(super) kernels: OwnKernels,
 }
 
 /// Per-sample modulation of one block, each `[B, d]`.
@@ -76,7 +83,8 @@ impl<B: Backend> DitBlock<B> {
             cross_attn: (config.conditioning == Conditioning::CrossAttn)
                 .then(|| Attention::new(d, config.num_heads, false, device)),
             gates: config.conditioning == Conditioning::AdalnZero,
-            positions: super::shift_scale_positions(config.flavour),
+            positions: shift_scale_positions(config.flavour),
+            kernels: OwnKernels::default(),
         }
     }
 
@@ -88,11 +96,12 @@ impl<B: Backend> DitBlock<B> {
         c: Tensor<B, 2>,
         cond_tokens: Tensor<B, 3>,
     ) -> Tensor<B, 3> {
+        let own = self.kernels;
         match &self.adaln_modulation {
             Some(linear) => {
-                let m = self.modulation(forward_linear(linear, silu(c)));
+                let m = self.modulation(forward_linear(linear, silu(c), own));
                 let branch = self.attn.forward(
-                    norm_modulate(x.clone(), m.shift[0].clone(), m.scale[0].clone()),
+                    norm_modulate(x.clone(), m.shift[0].clone(), m.scale[0].clone(), own),
                     None,
                 );
                 let x = x + gated(branch, m.gate.as_ref().map(|g| g[0].clone()));
@@ -100,6 +109,7 @@ impl<B: Backend> DitBlock<B> {
                     x.clone(),
                     m.shift[1].clone(),
                     m.scale[1].clone(),
+                    own,
                 ));
                 x + gated(branch, m.gate.map(|[_, g]| g))
             }
@@ -111,6 +121,16 @@ impl<B: Backend> DitBlock<B> {
                 };
                 x.clone() + self.mlp.forward(layer_norm(x))
             }
+        }
+    }
+
+    /// Sets whose kernels every layer of the block runs ([`crate::Dit::with_kernels`]).
+    pub(super) fn set_kernels(&mut self, own: OwnKernels) {
+        self.kernels = own;
+        self.mlp.kernels = own;
+        self.attn.kernels = own;
+        if let Some(cross) = self.cross_attn.as_mut() {
+            cross.kernels = own;
         }
     }
 

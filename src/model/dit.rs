@@ -4,6 +4,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use super::block::DitBlock;
 use super::embed::{position_table, LabelEmbedder, PatchEmbed, TimestepEmbedder};
 use super::final_layer::FinalLayer;
+use super::kernels::OwnKernels;
 use crate::config::{Conditioning, DitConfig};
 
 /// A class-conditional Diffusion Transformer that predicts the noise epsilon.
@@ -51,6 +52,22 @@ impl DitConfig {
 impl<B: Backend> Dit<B> {
     pub fn config(&self) -> &DitConfig {
         &self.config
+    }
+
+    /// The same model with dit-web's own kernels taken or left as `own` says, in every layer
+    /// (a new model takes them wherever its backend has some).
+    pub fn with_kernels(mut self, own: OwnKernels) -> Self {
+        self.t_embedder.kernels = own;
+        for block in &mut self.blocks {
+            block.set_kernels(own);
+        }
+        self.final_layer.kernels = own;
+        self
+    }
+
+    /// Whose kernels the model's layers take ([`Dit::with_kernels`]).
+    pub fn kernels(&self) -> OwnKernels {
+        self.final_layer.kernels
     }
 
     /// The device the model's tensors live on.

@@ -5,7 +5,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
-use super::linear::forward_linear;
+use super::flavour::Activation;
+use super::kernels::OwnKernels;
+use super::linear::{forward_linear, linear};
 use crate::config::{DitConfig, Flavour};
 
 /// `patchify`: a p x p convolution with stride p turns `[B, C, H, W]` into `[B, N, d]` tokens in
@@ -94,7 +96,9 @@ pub struct TimestepEmbedder<B: Backend> {
     /// `[1, half]` frequencies (a constant, not a parameter).
     freqs: Tensor<B, 2>,
     #[module(skip)]
-    activation: super::Activation,
+    activation: Activation,
+    #[module(skip)]
+    pub(super) kernels: OwnKernels,
 }
 
 impl<B: Backend> TimestepEmbedder<B> {
@@ -110,7 +114,8 @@ impl<B: Backend> TimestepEmbedder<B> {
             mlp_in: linear(2 * half, d, &init, device),
             mlp_out: linear(d, d, &init, device),
             freqs: Tensor::from_data(TensorData::new(freqs, [1, half]), device),
-            activation: super::Activation::for_conditioning(config.flavour),
+            activation: Activation::for_conditioning(config.flavour),
+            kernels: OwnKernels::default(),
         }
     }
 
@@ -118,10 +123,9 @@ impl<B: Backend> TimestepEmbedder<B> {
     pub fn forward(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let args = t.unsqueeze_dim::<2>(1) * self.freqs.clone();
         let features = Tensor::cat(vec![args.clone().cos(), args.sin()], 1);
-        let h = self
-            .activation
-            .apply(forward_linear(&self.mlp_in, features));
-        forward_linear(&self.mlp_out, h)
+        let own = self.kernels;
+        let h = forward_linear(&self.mlp_in, features, own);
+        forward_linear(&self.mlp_out, self.activation.apply(h, own), own)
     }
 }
 
@@ -151,36 +155,4 @@ impl<B: Backend> LabelEmbedder<B> {
             .forward(y.unsqueeze_dim::<2>(1))
             .squeeze_dim::<2>(1)
     }
-}
-
-/// A linear layer with the given weight init and a zero bias.
-pub(crate) fn linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    weight_init: &Initializer,
-    device: &B::Device,
-) -> Linear<B> {
-    Linear {
-        weight: weight_init.init_with([d_in, d_out], Some(d_in), Some(d_out), device),
-        bias: Some(Initializer::Zeros.init([d_out], device)),
-    }
-}
-
-/// A linear layer with Xavier-uniform weights and zero bias (the paper's default init).
-pub(crate) fn xavier_linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    device: &B::Device,
-) -> Linear<B> {
-    linear(
-        d_in,
-        d_out,
-        &Initializer::XavierUniform { gain: 1.0 },
-        device,
-    )
-}
-
-/// A linear layer whose weight and bias start at exactly zero (adaLN-Zero, final layer).
-pub(crate) fn zero_linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    linear(d_in, d_out, &Initializer::Zeros, device)
 }

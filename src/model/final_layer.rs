@@ -2,8 +2,9 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::embed::zero_linear;
-use super::linear::forward_linear;
+use super::flavour::{shift_scale_positions, Activation};
+use super::kernels::OwnKernels;
+use super::linear::{forward_linear, zero_linear};
 use super::norm::norm_modulate;
 use crate::config::DitConfig;
 
@@ -14,10 +15,12 @@ pub struct FinalLayer<B: Backend> {
     pub adaln_modulation: Linear<B>,
     pub linear: Linear<B>,
     #[module(skip)]
-    activation: super::Activation,
+    activation: Activation,
     /// Chunk positions of (shift, scale) in the regression's output.
     #[module(skip)]
     positions: (usize, usize),
+    #[module(skip)]
+    pub(super) kernels: OwnKernels,
 }
 
 impl<B: Backend> FinalLayer<B> {
@@ -27,18 +30,21 @@ impl<B: Backend> FinalLayer<B> {
         Self {
             adaln_modulation: zero_linear(d, 2 * d, device),
             linear: zero_linear(d, out, device),
-            activation: super::Activation::for_conditioning(config.flavour),
-            positions: super::shift_scale_positions(config.flavour),
+            activation: Activation::for_conditioning(config.flavour),
+            positions: shift_scale_positions(config.flavour),
+            kernels: OwnKernels::default(),
         }
     }
 
     /// `x: [B, N, d]`, `c: [B, d]` -> `[B, N, p*p*C]`.
     pub fn forward(&self, x: Tensor<B, 3>, c: Tensor<B, 2>) -> Tensor<B, 3> {
-        let parts = forward_linear(&self.adaln_modulation, self.activation.apply(c)).chunk(2, 1);
+        let own = self.kernels;
+        let c = self.activation.apply(c, own);
+        let parts = forward_linear(&self.adaln_modulation, c, own).chunk(2, 1);
         let (shift, scale) = (
             parts[self.positions.0].clone(),
             parts[self.positions.1].clone(),
         );
-        forward_linear(&self.linear, norm_modulate(x, shift, scale))
+        forward_linear(&self.linear, norm_modulate(x, shift, scale, own), own)
     }
 }

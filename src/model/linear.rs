@@ -1,6 +1,12 @@
+//! The model's Linear layers: how they start (the paper's inits) and how they run on each
+//! backend.
+
+use burn::module::Initializer;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
 use burn_flex::FlexTensor;
+
+use super::kernels::OwnKernels;
 
 /// `x W + b` over the last dimension of `x`: every Linear layer of the model runs through here.
 /// On burn-flex (the CPU backend) it is one `gemm` call that accumulates into the bias; on
@@ -11,17 +17,22 @@ use burn_flex::FlexTensor;
 pub(crate) fn forward_linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: Tensor<B, D>,
+    own: OwnKernels,
 ) -> Tensor<B, D> {
-    if let Some(y) = flex_linear(layer, &x) {
-        return y;
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    if let Some(y) = train_linear(layer, &x) {
-        return y;
+    if own.flex {
+        if let Some(y) = flex_linear(layer, &x) {
+            return y;
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(y) = train_linear(layer, &x) {
+            return y;
+        }
     }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
-    if let Some(y) = wgpu_linear(layer, &x) {
-        return y;
+    if own.wgpu {
+        if let Some(y) = wgpu_linear(layer, &x) {
+            return y;
+        }
     }
     let dims = x.dims();
     if D <= 2 {
@@ -80,4 +91,36 @@ fn train_linear<B: Backend, const D: usize>(
     let weight = primitive::<B, flex_train::TrainTensor, 2>(&layer.weight.val())?;
     let bias = primitive::<B, flex_train::TrainTensor, 1>(&layer.bias.as_ref()?.val())?;
     Some(from_primitive(flex_train::linear(&x, &weight, &bias)?))
+}
+
+/// A linear layer with the given weight init and a zero bias.
+pub(crate) fn linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    weight_init: &Initializer,
+    device: &B::Device,
+) -> Linear<B> {
+    Linear {
+        weight: weight_init.init_with([d_in, d_out], Some(d_in), Some(d_out), device),
+        bias: Some(Initializer::Zeros.init([d_out], device)),
+    }
+}
+
+/// A linear layer with Xavier-uniform weights and zero bias (the paper's default init).
+pub(crate) fn xavier_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    device: &B::Device,
+) -> Linear<B> {
+    linear(
+        d_in,
+        d_out,
+        &Initializer::XavierUniform { gain: 1.0 },
+        device,
+    )
+}
+
+/// A linear layer whose weight and bias start at exactly zero (adaLN-Zero, final layer).
+pub(crate) fn zero_linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
+    linear(d_in, d_out, &Initializer::Zeros, device)
 }

@@ -1,5 +1,7 @@
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::kernels::OwnKernels;
+
 /// LayerNorm over the last axis without a learned affine (the DiT's `elementwise_affine=False`,
 /// eps 1e-6); burn's `LayerNorm` always carries a gamma, so this is its own function.
 pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -28,17 +30,22 @@ pub fn norm_modulate<B: Backend>(
     x: Tensor<B, 3>,
     shift: Tensor<B, 2>,
     scale: Tensor<B, 2>,
+    own: OwnKernels,
 ) -> Tensor<B, 3> {
-    if let Some(y) = flex_norm_modulate(&x, &shift, &scale) {
-        return y;
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    if let Some(y) = train_norm_modulate(&x, &shift, &scale) {
-        return y;
+    if own.flex {
+        if let Some(y) = flex_norm_modulate(&x, &shift, &scale) {
+            return y;
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(y) = train_norm_modulate(&x, &shift, &scale) {
+            return y;
+        }
     }
     #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
-    if let Some(y) = wgpu_norm_modulate(&x, &shift, &scale) {
-        return y;
+    if own.wgpu {
+        if let Some(y) = wgpu_norm_modulate(&x, &shift, &scale) {
+            return y;
+        }
     }
     modulate(layer_norm(x), shift, scale)
 }

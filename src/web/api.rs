@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use js_sys::{Function, Promise, Uint8ClampedArray};
 use serde::Serialize;
 use tsify::Tsify;
@@ -28,10 +29,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::device::{self, BackendKind, Cpu, Gpu};
-use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig};
-use crate::generate::{check_steps, max_steps, resolve_labels, to_images, Denoiser};
+use crate::diffusion::{NoiseSchedule, Sampler, SamplerConfig, StepInfo};
+use crate::generate::{
+    check_steps, max_steps, resolve_labels, sampling_loop, to_images, Denoiser, StepTimes,
+};
 use crate::image;
-use crate::model::Dit;
+use crate::model::{Dit, OwnKernels};
 use crate::request::{Request, MAX_BATCH};
 use crate::weights::{WeightFile, WeightsMeta};
 
@@ -113,18 +116,6 @@ pub fn cpu_library() -> String {
     BackendKind::Cpu.library().into()
 }
 
-/// Whether WebGPU sessions run dit-web's own kernels (the default) or burn-wgpu's own for the
-/// Linear layers, attention and adaLN. The worker turns them off on a hardware adapter: they were
-/// made for software adapters like SwiftShader, and on an NVIDIA GPU burn's were 1.9-2.5x faster.
-#[wasm_bindgen(js_name = setOwnWebGpuKernels)]
-pub fn set_own_webgpu_kernels(enabled: bool) {
-    let own = crate::model::own_kernels();
-    crate::model::set_own_kernels(crate::model::OwnKernels {
-        wgpu: enabled,
-        ..own
-    });
-}
-
 /// A loaded network on one backend (lives once per session behind an `Rc`, so the size
 /// difference between the variants costs nothing).
 #[allow(clippy::large_enum_variant)]
@@ -136,6 +127,8 @@ enum Loaded {
 struct Inner {
     backend: BackendKind,
     gpu: Option<WgpuDevice>,
+    /// Whose kernels the session's models run.
+    kernels: OwnKernels,
     /// Shared with running generations, so loading new weights never disturbs one.
     model: Option<Rc<(Loaded, WeightsMeta)>>,
 }
@@ -149,8 +142,13 @@ pub struct DitSession {
 #[wasm_bindgen]
 impl DitSession {
     /// Opens a session on `"webgpu"` (check `navigator.gpu.requestAdapter()` first) or `"cpu"`.
+    /// `ownKernels` (WebGPU only; default true): whether its models run dit-web's own kernels for
+    /// the Linear layers, attention and adaLN, or burn-wgpu's. The worker turns them off on a
+    /// hardware adapter: they were made for software adapters like SwiftShader, and on an NVIDIA
+    /// GPU burn's were 1.9-2.5x faster.
     pub async fn create(
         #[wasm_bindgen(unchecked_param_type = "BackendName")] backend: String,
+        #[wasm_bindgen(js_name = ownKernels)] own_kernels: Option<bool>,
     ) -> Result<DitSession, JsError> {
         let backend = BackendKind::parse(&backend).map_err(|e| JsError::new(&e))?;
         let gpu = match backend {
@@ -161,6 +159,10 @@ impl DitSession {
             inner: Rc::new(RefCell::new(Inner {
                 backend,
                 gpu,
+                kernels: OwnKernels {
+                    wgpu: own_kernels.unwrap_or(true),
+                    ..OwnKernels::default()
+                },
                 model: None,
             })),
         })
@@ -188,11 +190,11 @@ impl DitSession {
         let (loaded, meta) = match (&inner.backend, &inner.gpu) {
             (BackendKind::WebGpu, Some(device)) => {
                 let (model, meta) = file.into_model::<Gpu>(device).map_err(to_js)?;
-                (Loaded::Gpu(model), meta)
+                (Loaded::Gpu(model.with_kernels(inner.kernels)), meta)
             }
             _ => {
                 let (model, meta) = file.into_model::<Cpu>(&Default::default()).map_err(to_js)?;
-                (Loaded::Cpu(model), meta)
+                (Loaded::Cpu(model.with_kernels(inner.kernels)), meta)
             }
         };
         let info = ModelInfo {
@@ -266,7 +268,8 @@ async fn run(
     ))
 }
 
-/// The native `generate::sample` loop with an asynchronous read-back per step.
+/// [`sampling_loop`] with an asynchronous read-back per step, and each step's progress (its
+/// times, and on request the images it predicts) handed to the page's callback.
 async fn sample<B: Backend>(
     model: &Dit<B>,
     schedule: &NoiseSchedule,
@@ -279,33 +282,30 @@ async fn sample<B: Backend>(
     let denoiser = Denoiser::new(model, ids, config).map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(schedule, config, ids.len(), model.config().image_len());
     let clock = Clock::new();
-    while let Some(t) = sampler.timestep() {
-        let started = clock.now();
-        let output = denoiser.forward(sampler.x(), t);
-        let recorded = clock.now();
-        let output = output
+    let read = async |output: Tensor<B, 4>| {
+        let data = output
             .into_data_async()
             .await
-            .map_err(|e| format!("reading the network output back from the device: {e:?}"))?
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| format!("network output: {e:?}"))?;
-        let read = clock.now();
-        let x0 = sampler.advance(&denoiser.eps_from_output(output, None, t));
-        let updated = clock.now();
-        let Some(callback) = on_step else { continue };
+            .map_err(|e| format!("reading the network output back from the device: {e:?}"))?;
+        let values = data.convert::<f32>().into_vec::<f32>();
+        values.map_err(|e| format!("network output: {e:?}"))
+    };
+    let step = async |info: &StepInfo<'_>, timing: StepTimes| {
+        let Some(callback) = on_step else {
+            return Ok(());
+        };
         let progress = Progress {
-            step: sampler.steps_done() as u32,
-            total: sampler.num_steps() as u32,
-            t: t as u32,
+            step: info.step as u32,
+            total: info.total as u32,
+            t: info.t as u32,
             timing: StepTiming {
-                network_ms: recorded - started,
-                read_back_ms: read - recorded,
-                update_ms: updated - read,
+                network_ms: timing.network_ms,
+                read_back_ms: timing.read_back_ms,
+                update_ms: timing.update_ms,
             },
             preview: request
                 .preview
-                .then(|| images(&to_images(&x0, channels, size), std::iter::repeat(None))),
+                .then(|| images(&to_images(info.x0, channels, size), std::iter::repeat(None))),
         };
         let progress = to_js_value(&progress).map_err(|e| e.to_string())?;
         let stopped = |e: JsValue| format!("progress callback threw: {}", describe(&e));
@@ -315,7 +315,9 @@ async fn sample<B: Backend>(
         if let Some(pending) = answer.dyn_ref::<Promise>() {
             JsFuture::from(pending.clone()).await.map_err(stopped)?;
         }
-    }
+        Ok(())
+    };
+    sampling_loop(&denoiser, &mut sampler, || clock.now(), read, step).await?;
     Ok(sampler.into_output())
 }
 

@@ -11,6 +11,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use dit_web::generate::Batches;
+use dit_web::model::OwnKernels;
 
 /// Where a command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,56 +73,60 @@ pub enum KernelChoice {
     Burn,
 }
 
-static KERNELS: Mutex<KernelChoice> = Mutex::new(KernelChoice::Auto);
-
-/// Sets the [`KernelChoice`] that [`run_on`] applies from now on (default `Auto`).
-pub fn set_kernel_choice(choice: KernelChoice) {
-    *KERNELS.lock().unwrap_or_else(|e| e.into_inner()) = choice;
-}
-
-fn kernel_choice() -> KernelChoice {
-    *KERNELS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Turns dit-web's own kernels on or off for the run ahead; `software_adapter`: whether the wgpu
-/// adapter emulates a GPU on the CPU (irrelevant to other backends).
-fn apply_kernel_choice(software_adapter: bool) {
-    let (flex, wgpu) = match kernel_choice() {
-        KernelChoice::Auto => (true, software_adapter),
-        KernelChoice::Own => (true, true),
-        KernelChoice::Burn => (false, false),
-    };
-    dit_web::model::set_own_kernels(dit_web::model::OwnKernels { flex, wgpu });
+impl KernelChoice {
+    /// What the choice means for a run; `software_adapter`: whether the wgpu adapter emulates a
+    /// GPU on the CPU (irrelevant to other backends).
+    pub fn resolve(self, software_adapter: bool) -> OwnKernels {
+        match self {
+            Self::Auto => OwnKernels {
+                flex: true,
+                wgpu: software_adapter,
+            },
+            Self::Own => OwnKernels::default(),
+            Self::Burn => OwnKernels::NONE,
+        }
+    }
 }
 
 /// A piece of work that runs on whichever backend the user chose.
 pub trait OnBackend {
     type Output;
-    /// Runs on training backend `B` (use `B::InnerBackend` for inference) on `device`.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+    /// Runs on training backend `B` (use `B::InnerBackend` for inference) on `device`; every
+    /// model it makes runs with `kernels` ([`dit_web::Dit::with_kernels`]).
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output;
 }
 
-/// Runs `task` on `choice`. `Err` says why that backend cannot run here, in one line.
+/// Runs `task` on `choice` with dit-web's own kernels where they are the faster
+/// ([`KernelChoice::Auto`]). `Err` says why that backend cannot run here, in one line.
 pub fn run_on<T: OnBackend>(choice: BackendChoice, task: T) -> Result<T::Output, String> {
-    apply_kernel_choice(false);
+    run_with(choice, KernelChoice::Auto, task)
+}
+
+/// [`run_on`] with the kernels `kernels` picks.
+pub fn run_with<T: OnBackend>(
+    choice: BackendChoice,
+    kernels: KernelChoice,
+    task: T,
+) -> Result<T::Output, String> {
+    let own = kernels.resolve(false);
     match choice {
-        BackendChoice::Cpu => Ok(task.run::<Autodiff<crate::Cpu>>(Default::default())),
-        BackendChoice::Ndarray => Ok(task.run::<Autodiff<crate::NdArray>>(Default::default())),
+        BackendChoice::Cpu => Ok(task.run::<Autodiff<crate::Cpu>>(Default::default(), own)),
+        BackendChoice::Ndarray => Ok(task.run::<Autodiff<crate::NdArray>>(Default::default(), own)),
         #[cfg(feature = "cuda")]
         BackendChoice::Cuda => {
             let device = probe::<burn::backend::Cuda>("CUDA")?;
-            Ok(task.run::<Autodiff<burn::backend::Cuda>>(device))
+            Ok(task.run::<Autodiff<burn::backend::Cuda>>(device, own))
         }
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
             let (device, software) = wgpu_device()?;
-            apply_kernel_choice(software);
-            Ok(task.run::<Autodiff<burn::backend::Wgpu>>(device))
+            let own = kernels.resolve(software);
+            Ok(task.run::<Autodiff<burn::backend::Wgpu>>(device, own))
         }
         #[cfg(feature = "candle")]
         #[allow(deprecated)]
         BackendChoice::Candle => {
-            Ok(task.run::<Autodiff<burn::backend::Candle>>(Default::default()))
+            Ok(task.run::<Autodiff<burn::backend::Candle>>(Default::default(), own))
         }
         #[allow(unreachable_patterns)]
         other => Err(not_built(other)),
@@ -260,7 +265,7 @@ mod tests {
         struct Nothing;
         impl OnBackend for Nothing {
             type Output = ();
-            fn run<B: AutodiffBackend>(self, _: B::Device) {}
+            fn run<B: AutodiffBackend>(self, _: B::Device, _: OwnKernels) {}
         }
         assert!(run_on(BackendChoice::Cpu, Nothing).is_ok());
         #[cfg(not(feature = "cuda"))]

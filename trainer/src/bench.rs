@@ -4,15 +4,16 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
 use dit_web::generate;
+use dit_web::model::OwnKernels;
 use dit_web::Preset;
 use serde::Serialize;
 
-use crate::backend::{run_on, set_kernel_choice, BackendChoice, KernelChoice, OnBackend};
+use crate::backend::{run_with, BackendChoice, KernelChoice, OnBackend};
 use crate::train::ema;
 use crate::train::step::{clip_global_norm, optimizer_step, squared_error, Batch, StepStats};
 
@@ -41,14 +42,15 @@ pub struct TrainSteps<'a> {
 }
 
 impl OnBackend for TrainSteps<'_> {
-    type Output = Vec<(usize, Throughput)>;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    /// One timing per `read_every` value, and the kernels they ran.
+    type Output = (Vec<(usize, Throughput)>, OwnKernels);
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
         let config = &self.preset.model;
         let schedule = NoiseSchedule::new(&self.preset.schedule);
         // In an Option so the closure below can move it through each step (a clone would keep
         // a second handle on every weight and stop the optimizer updating them in place).
-        let mut model = Some(config.init::<B>(&device));
-        let mut optim = AdamWConfig::new().init::<B, dit_web::Dit<B>>();
+        let mut model = Some(config.init::<B>(&device).with_kernels(kernels));
+        let mut optim = crate::train::optim::adamw::<B>();
         let mut rng = NoiseRng::new(0, 0);
         // The warm-up, then each timing: reads every `every` steps and after the last, so the
         // clock starts and stops on finished work.
@@ -69,14 +71,16 @@ impl OnBackend for TrainSteps<'_> {
             started
         };
         run(self.warmup, 1);
-        self.read_every
+        let timings = self
+            .read_every
             .iter()
             .map(|&every| {
                 let started = run(self.steps, every.max(1));
                 let result = throughput(self.preset, self.batch, self.steps, started);
                 (every.max(1), result)
             })
-            .collect()
+            .collect();
+        (timings, kernels)
     }
 }
 
@@ -111,13 +115,13 @@ pub struct StepProfile {
 }
 
 impl OnBackend for ProfileSteps<'_> {
-    type Output = StepProfile;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> StepProfile {
+    type Output = (StepProfile, OwnKernels);
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
         let config = &self.preset.model;
         let schedule = NoiseSchedule::new(&self.preset.schedule);
-        let mut model = config.init::<B>(&device);
+        let mut model = config.init::<B>(&device).with_kernels(kernels);
         let mut ema = model.valid();
-        let mut optim = AdamWConfig::new().init::<B, dit_web::Dit<B>>();
+        let mut optim = crate::train::optim::adamw::<B>();
         let mut rng = NoiseRng::new(0, 0);
         let names = ["batch", "forward", "backward", "clip", "optimizer", "ema"];
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
@@ -173,7 +177,7 @@ impl OnBackend for ProfileSteps<'_> {
             .skip(self.warmup.max(1))
             .collect();
         let matmul_ms = median(matmul);
-        StepProfile {
+        let profile = StepProfile {
             preset: self.preset.name.into(),
             batch: self.batch,
             steps: self.steps,
@@ -185,7 +189,8 @@ impl OnBackend for ProfileSteps<'_> {
                 matmul_ms,
                 2.0 * (m * k * n) as f64 / (matmul_ms * 1e6),
             ),
-        }
+        };
+        (profile, kernels)
     }
 }
 
@@ -212,11 +217,11 @@ pub struct SampleSteps<'a> {
 }
 
 impl OnBackend for SampleSteps<'_> {
-    type Output = Throughput;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Throughput {
+    type Output = (Throughput, OwnKernels);
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
         // Guidance needs the null label, which the reference `mnist` preset leaves out.
         let config = self.preset.model.clone().with_class_dropout(0.1);
-        let model = config.init::<B>(&device).valid();
+        let model = config.init::<B>(&device).valid().with_kernels(kernels);
         let schedule = NoiseSchedule::new(&self.preset.schedule);
         let labels: Vec<usize> = (0..self.images).map(|i| i % config.num_classes).collect();
         let sampler = SamplerConfig {
@@ -231,7 +236,8 @@ impl OnBackend for SampleSteps<'_> {
             }
         })
         .expect("labels within the preset");
-        throughput(self.preset, self.images, self.steps, started)
+        let result = throughput(self.preset, self.images, self.steps, started);
+        (result, kernels)
     }
 }
 
@@ -285,11 +291,11 @@ pub fn train(request: &BenchRequest) -> Result<Vec<serde_json::Value>, String> {
         steps: request.steps,
         read_every: request.read_every(),
     };
-    let timings = run_on(request.backend, task)?;
+    let (timings, own) = run_with(request.backend, request.kernels, task)?;
     Ok(timings
         .into_iter()
         .map(|(every, result)| {
-            let mut json = tagged(&result, "train", request);
+            let mut json = tagged(&result, "train", request, own);
             json["micro_batch"] = request.micro.into();
             json["read_every"] = every.into();
             json
@@ -306,7 +312,8 @@ pub fn sample(request: &BenchRequest) -> Result<serde_json::Value, String> {
         warmup: request.warmup,
         steps: request.steps,
     };
-    let mut json = tagged(&run_on(request.backend, task)?, "sample", request);
+    let (result, own) = run_with(request.backend, request.kernels, task)?;
+    let mut json = tagged(&result, "sample", request, own);
     json["micro_batch"] = request.micro.into();
     Ok(json)
 }
@@ -321,27 +328,32 @@ pub fn profile(request: &BenchRequest) -> Result<serde_json::Value, String> {
         warmup: request.warmup,
         steps: request.steps,
     };
-    Ok(tagged(&run_on(request.backend, task)?, "profile", request))
+    let (result, own) = run_with(request.backend, request.kernels, task)?;
+    Ok(tagged(&result, "profile", request, own))
 }
 
-/// Refuses an empty timing, then applies the request's kernels for the runs ahead.
+/// Refuses an empty timing.
 fn checked(request: &BenchRequest) -> Result<(), String> {
     if request.batch == 0 || request.steps == 0 {
         return Err("the batch size and the number of steps must be positive".into());
     }
-    set_kernel_choice(request.kernels);
     Ok(())
 }
 
 /// `result` as JSON with what was timed: `kind`, `backend`, `own_kernels` (whether dit-web's own
-/// kernels ran), and the network's `params` and `conditioning`.
-fn tagged(result: &impl Serialize, kind: &str, request: &BenchRequest) -> serde_json::Value {
+/// kernels ran: `own`, on a backend that has some), and the network's `params` and
+/// `conditioning`.
+fn tagged(
+    result: &impl Serialize,
+    kind: &str,
+    request: &BenchRequest,
+    own: OwnKernels,
+) -> serde_json::Value {
     let (backend, preset) = (request.backend, &request.preset);
     let mut json = serde_json::to_value(result).expect("results serialize");
     json["kind"] = kind.into();
     json["backend"] = format!("{backend:?}").to_lowercase().into();
     // cpu and wgpu have dit-web's own kernels; the other backends burn's only.
-    let own = dit_web::model::own_kernels();
     json["own_kernels"] = match backend {
         BackendChoice::Wgpu => own.wgpu,
         BackendChoice::Cpu => own.flex,

@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::SamplerConfig;
-use dit_web::generate::{generate_pngs, Batches, GenerateError};
+use dit_web::generate::{draw_images, load_guide, Batches, GenerateError, Generated};
+use dit_web::image::{encode_png, grid};
+use dit_web::model::OwnKernels;
+use dit_web::weights::WeightFile;
 
 use crate::backend::{run_on, BackendChoice, OnBackend};
+use crate::path_error::PathError;
 use crate::run_dir::RunDir;
 
 /// Where the weights come from.
@@ -18,8 +22,8 @@ pub enum Weights<'a> {
     Run { run: &'a RunDir, ema: bool },
 }
 
-/// Writes one PNG per label and a grid into `out` (see [`generate_pngs`]), `batch` images per
-/// network call (batches side by side on the CPU); returns the paths.
+/// Writes one PNG per label and a grid into `out` ([`write_pngs`]), `batch` images per network
+/// call (batches side by side on the CPU); returns the paths.
 pub fn generate(
     weights: Weights,
     guide: Option<&Path>,
@@ -44,20 +48,20 @@ pub fn generate(
         labels: &'a [String],
         sampler: &'a SamplerConfig,
         batches: Batches,
-        out: &'a Path,
     }
     impl OnBackend for Task<'_> {
-        type Output = Result<Vec<PathBuf>, GenerateError>;
-        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-            generate_pngs::<B::InnerBackend, _>(
-                self.bytes,
-                self.guide,
-                self.labels,
-                self.sampler,
-                self.batches,
-                self.out,
-                &device,
-            )
+        type Output = Result<Generated, GenerateError>;
+        fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
+            let file = WeightFile::from_bytes(self.bytes)?;
+            let (model, meta) = file.into_model::<B::InnerBackend>(&device)?;
+            let model = model.with_kernels(kernels);
+            let guide = self
+                .guide
+                .map(|bytes| load_guide::<B::InnerBackend>(&meta, bytes, &device))
+                .transpose()?
+                .map(|guide| guide.with_kernels(kernels));
+            let (labels, config) = (self.labels, self.sampler);
+            draw_images(&model, guide.as_ref(), &meta, labels, config, self.batches)
         }
     }
     let task = Task {
@@ -66,7 +70,25 @@ pub fn generate(
         labels,
         sampler,
         batches: backend.batches(batch),
-        out,
     };
-    Ok(run_on(backend, task)??)
+    let generated = run_on(backend, task)??;
+    Ok(write_pngs(&generated, out)?)
+}
+
+/// Writes `NNNN_label-<name>.png` for each image and `grid.png` (ten to a row) into `out_dir`,
+/// each whole or not at all ([`crate::atomic`]). Returns the paths written, grid last.
+pub fn write_pngs(generated: &Generated, out_dir: &Path) -> Result<Vec<PathBuf>, PathError> {
+    std::fs::create_dir_all(out_dir).map_err(PathError::at(out_dir))?;
+    let mut written = Vec::new();
+    let images = &generated.images;
+    for (k, (image, label)) in images.iter().zip(&generated.labels).enumerate() {
+        let path = out_dir.join(format!("{k:04}_label-{label}.png"));
+        crate::atomic::write(&path, &encode_png(image)).map_err(PathError::at(&path))?;
+        written.push(path);
+    }
+    let path = out_dir.join("grid.png");
+    let sheet = grid(images, images.len().min(10), 2);
+    crate::atomic::write(&path, &encode_png(&sheet)).map_err(PathError::at(&path))?;
+    written.push(path);
+    Ok(written)
 }

@@ -25,7 +25,7 @@ fn side<B: burn::tensor::backend::AutodiffBackend>(
         micro,
         seed,
     }
-    .run::<B>(Default::default())
+    .run::<B>(Default::default(), Default::default())
 }
 
 type Flex = Autodiff<trainer::Cpu>;

@@ -4,13 +4,13 @@
 //! burn-wgpu (the page's WebGPU; natively, the `wgpu` feature).
 //!
 //! The model reaches them from `forward_linear`, `Attention::forward`, `norm_modulate` and the
-//! MLP's GELU. A tensor is handed to them only when its backend's float primitive is theirs (told
-//! apart by type, before anything is cloned) and it is f32; every other backend (autodiff over
-//! other backends, ndarray, candle, CUDA, burn-wgpu with fusion), dtype or shape takes burn's path.
+//! MLP's GELU, each asked with the layer's [`OwnKernels`]. A tensor is handed to them only when
+//! that setting allows, its backend's float primitive is theirs (told apart by type, before
+//! anything is cloned) and it is f32; every other backend (autodiff over other backends, ndarray,
+//! candle, CUDA, burn-wgpu with fusion), dtype or shape takes burn's path.
 //! The same sums in another order, so images agree with burn's path to float rounding.
 
 use std::any::{Any, TypeId};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 
@@ -20,6 +20,38 @@ mod flex_math;
 pub(crate) mod flex_train;
 #[cfg(any(target_arch = "wasm32", feature = "wgpu"))]
 pub(crate) mod wgpu;
+
+/// Whether the model takes dit-web's own code, per backend; where a flag is off, every op of
+/// that backend takes burn's path. A setting of each model ([`crate::Dit::with_kernels`]), not of
+/// the process: a layer runs the same whatever ran before it. Both are on by default. The own
+/// burn-wgpu kernels were made for software adapters (Chromium's SwiftShader), where they are
+/// 10-40x faster than burn's; on an NVIDIA H200 through Vulkan burn's were 1.9-2.5x faster than
+/// them (docs/browser.md, "The same sampler natively on a real GPU"), so the page and the trainer
+/// turn `wgpu` off on hardware adapters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnKernels {
+    /// burn-flex, the CPU backend (natively and the browser's fallback).
+    pub flex: bool,
+    /// burn-wgpu (the page's WebGPU; natively Vulkan, Metal or DirectX 12).
+    pub wgpu: bool,
+}
+
+impl Default for OwnKernels {
+    fn default() -> Self {
+        Self {
+            flex: true,
+            wgpu: true,
+        }
+    }
+}
+
+impl OwnKernels {
+    /// Burn's path everywhere.
+    pub const NONE: Self = Self {
+        flex: false,
+        wgpu: false,
+    };
+}
 
 /// `t`'s float primitive as `T` (sharing its data), or `None` when `B`'s float primitive is
 /// another type.
@@ -43,42 +75,8 @@ pub(crate) fn from_primitive<B: Backend, T: 'static, const D: usize>(t: T) -> Te
     Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
 }
 
-static OWN_FLEX: AtomicBool = AtomicBool::new(true);
-static OWN_WGPU: AtomicBool = AtomicBool::new(true);
-
-/// Which of dit-web's own code the model takes, per backend; where a flag is off, every op of that
-/// backend takes burn's path. Both are on by default. The own burn-wgpu kernels were made for
-/// software adapters (Chromium's SwiftShader), where they are 10-40x faster than burn's; on an
-/// NVIDIA H200 through Vulkan burn's were 1.9-2.5x faster than them (docs/browser.md, "The same sampler
-/// natively on a real GPU"), so the page and the trainer turn `wgpu` off on hardware adapters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OwnKernels {
-    /// burn-flex, the CPU backend (natively and the browser's fallback).
-    pub flex: bool,
-    /// burn-wgpu (the page's WebGPU; natively Vulkan, Metal or DirectX 12).
-    pub wgpu: bool,
-}
-
-/// Sets [`OwnKernels`] for the whole process (or wasm instance).
-pub fn set_own_kernels(own: OwnKernels) {
-    OWN_FLEX.store(own.flex, Ordering::Relaxed);
-    OWN_WGPU.store(own.wgpu, Ordering::Relaxed);
-}
-
-/// The [`OwnKernels`] in force.
-pub fn own_kernels() -> OwnKernels {
-    OwnKernels {
-        flex: OWN_FLEX.load(Ordering::Relaxed),
-        wgpu: OWN_WGPU.load(Ordering::Relaxed),
-    }
-}
-
 fn is<B: Backend, T: 'static>() -> bool {
-    let flex = TypeId::of::<T>() == TypeId::of::<burn_flex::FlexTensor>();
-    #[cfg(not(target_arch = "wasm32"))]
-    let flex = flex || TypeId::of::<T>() == TypeId::of::<flex_train::TrainTensor>();
-    let own = if flex { &OWN_FLEX } else { &OWN_WGPU };
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>() && own.load(Ordering::Relaxed)
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<T>()
 }
 
 /// `from` as `To`, which the caller checked is its own type.

@@ -85,7 +85,7 @@ impl<B: Backend> Classifier<B> {
     /// Saves to `path` with the extension `.mpk` (as the recorder names it), whole or not at all.
     pub fn save(self, path: &Path) -> Result<(), String> {
         let path = path.with_extension("mpk");
-        dit_web::atomic::create(&path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
+        crate::atomic::create(&path, |tmp| -> Result<(), Box<dyn std::error::Error>> {
             let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
             Ok(self.save_file(tmp.to_path_buf(), &recorder)?)
         })

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
 use dit_web::generate::{load_guide, sample_batched_guided, Batches, GenerateError};
-use dit_web::model::Dit;
+use dit_web::model::{Dit, OwnKernels};
 use dit_web::weights::WeightFile;
 use serde::Serialize;
 
@@ -146,13 +146,15 @@ pub struct PerClass<'a, F> {
 
 impl<F: FnMut(usize) + Send> OnBackend for PerClass<'_, F> {
     type Output = Result<(Vec<f32>, Vec<usize>), GenerateError>;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
         let (model, meta) =
             WeightFile::from_bytes(self.bytes)?.into_model::<B::InnerBackend>(&device)?;
+        let model = model.with_kernels(kernels);
         let guide = self
             .guide
             .map(|bytes| load_guide::<B::InnerBackend>(&meta, bytes, &device))
-            .transpose()?;
+            .transpose()?
+            .map(|guide| guide.with_kernels(kernels));
         let schedule = NoiseSchedule::new(&meta.schedule);
         generate_per_class(
             &model,
