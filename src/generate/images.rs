@@ -8,7 +8,7 @@ use super::error::GenerateError;
 use super::sampling::{sample_batched_guided, Batches};
 use crate::diffusion::{NoiseSchedule, SamplerConfig};
 use crate::image::{self, Rgba};
-use crate::model::Dit;
+use crate::model::{Dit, OwnKernels};
 use crate::weights::{WeightFile, WeightsMeta};
 
 /// Splits a sampled batch into RGBA images.
@@ -61,12 +61,41 @@ pub fn generate_images<B: Backend, S: AsRef<str>>(
     batches: Batches,
     device: &B::Device,
 ) -> Result<Generated, GenerateError> {
-    let (model, meta): (Dit<B>, WeightsMeta) =
-        WeightFile::from_bytes(weights)?.into_model(device)?;
-    let guide = guide
-        .map(|bytes| load_guide::<B>(&meta, bytes, device))
-        .transpose()?;
-    draw_images(&model, guide.as_ref(), &meta, labels, config, batches)
+    let models = Models::<B>::load(weights, guide, device)?;
+    let guide = models.guide.as_ref();
+    draw_images(&models.model, guide, &models.meta, labels, config, batches)
+}
+
+/// A weight file's model and metadata, with the guiding model of autoguidance when there is one.
+pub struct Models<B: Backend> {
+    pub model: Dit<B>,
+    pub guide: Option<Dit<B>>,
+    pub meta: WeightsMeta,
+}
+
+impl<B: Backend> Models<B> {
+    /// Loads `weights` (and `guide`'s file, checked by [`load_guide`]) onto `device`.
+    pub fn load(
+        weights: &[u8],
+        guide: Option<&[u8]>,
+        device: &B::Device,
+    ) -> Result<Self, GenerateError> {
+        let (model, meta): (Dit<B>, WeightsMeta) =
+            WeightFile::from_bytes(weights)?.into_model(device)?;
+        let guide = guide
+            .map(|bytes| load_guide::<B>(&meta, bytes, device))
+            .transpose()?;
+        Ok(Self { model, guide, meta })
+    }
+
+    /// Both models on `own`'s kernels ([`Dit::with_kernels`]).
+    pub fn with_kernels(self, own: OwnKernels) -> Self {
+        Self {
+            model: self.model.with_kernels(own),
+            guide: self.guide.map(|guide| guide.with_kernels(own)),
+            meta: self.meta,
+        }
+    }
 }
 
 /// [`generate_images`] with the models already loaded (`meta`: the model's file's metadata).

@@ -13,7 +13,7 @@ mod sampling;
 pub use checks::{check_steps, max_steps, resolve_labels};
 pub use denoiser::Denoiser;
 pub use error::GenerateError;
-pub use images::{draw_images, generate_images, load_guide, to_images, Generated};
+pub use images::{draw_images, generate_images, load_guide, to_images, Generated, Models};
 pub use sampling::{
     sample, sample_batched, sample_batched_guided, sampling_loop, Batches, StepTimes, DEFAULT_BATCH,
 };

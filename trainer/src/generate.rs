@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::diffusion::SamplerConfig;
-use dit_web::generate::{draw_images, load_guide, Batches, GenerateError, Generated};
+use dit_web::generate::{draw_images, Batches, GenerateError, Generated, Models};
 use dit_web::image::{encode_png, grid};
 use dit_web::model::OwnKernels;
-use dit_web::weights::WeightFile;
 
 use crate::backend::{run_on, BackendChoice, OnBackend};
 use crate::path_error::PathError;
@@ -52,16 +51,17 @@ pub fn generate(
     impl OnBackend for Task<'_> {
         type Output = Result<Generated, GenerateError>;
         fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
-            let file = WeightFile::from_bytes(self.bytes)?;
-            let (model, meta) = file.into_model::<B::InnerBackend>(&device)?;
-            let model = model.with_kernels(kernels);
-            let guide = self
-                .guide
-                .map(|bytes| load_guide::<B::InnerBackend>(&meta, bytes, &device))
-                .transpose()?
-                .map(|guide| guide.with_kernels(kernels));
-            let (labels, config) = (self.labels, self.sampler);
-            draw_images(&model, guide.as_ref(), &meta, labels, config, self.batches)
+            let models = Models::<B::InnerBackend>::load(self.bytes, self.guide, &device)?
+                .with_kernels(kernels);
+            let (labels, config, guide) = (self.labels, self.sampler, models.guide.as_ref());
+            draw_images(
+                &models.model,
+                guide,
+                &models.meta,
+                labels,
+                config,
+                self.batches,
+            )
         }
     }
     let task = Task {

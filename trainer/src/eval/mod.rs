@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use dit_web::diffusion::{NoiseRng, NoiseSchedule, SamplerConfig};
-use dit_web::generate::{load_guide, sample_batched_guided, Batches, GenerateError};
+use dit_web::generate::{sample_batched_guided, Batches, GenerateError, Models};
 use dit_web::model::{Dit, OwnKernels};
 use dit_web::weights::WeightFile;
 use serde::Serialize;
@@ -147,18 +147,12 @@ pub struct PerClass<'a, F> {
 impl<F: FnMut(usize) + Send> OnBackend for PerClass<'_, F> {
     type Output = Result<(Vec<f32>, Vec<usize>), GenerateError>;
     fn run<B: AutodiffBackend>(self, device: B::Device, kernels: OwnKernels) -> Self::Output {
-        let (model, meta) =
-            WeightFile::from_bytes(self.bytes)?.into_model::<B::InnerBackend>(&device)?;
-        let model = model.with_kernels(kernels);
-        let guide = self
-            .guide
-            .map(|bytes| load_guide::<B::InnerBackend>(&meta, bytes, &device))
-            .transpose()?
-            .map(|guide| guide.with_kernels(kernels));
-        let schedule = NoiseSchedule::new(&meta.schedule);
+        let models =
+            Models::<B::InnerBackend>::load(self.bytes, self.guide, &device)?.with_kernels(kernels);
+        let schedule = NoiseSchedule::new(&models.meta.schedule);
         generate_per_class(
-            &model,
-            guide.as_ref(),
+            &models.model,
+            models.guide.as_ref(),
             &schedule,
             self.config,
             self.per_class,
