@@ -10,7 +10,7 @@ BROWSER_DIR := tests/browser
 WASM := pkg/dit_web_bg.wasm
 
 .PHONY: fuzz-metadata setup-onnx bench-cpu-backends bench-webgpu-variants bench-gpu bench-first-image bench-cpu-profile
-.PHONY: help test lint unit wgpu setup-lavapipe cuda cuda-builds browser demo site pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
+.PHONY: help test lint unit wgpu setup-lavapipe setup-mpi cuda cuda-builds browser demo site pkg setup setup-wasm setup-browser bench bench-browser fuzz fuzz-seeds sizes example-app
 
 help:
 	@echo "make demo        build the wasm module (pkg/) and serve www/ on http://$(HOST):$(PORT)/ (HOST=0.0.0.0: the network too)"
@@ -46,16 +46,17 @@ test:
 LINTED := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
 # One native build for every stage: the workspace with the trainer's GPU features (CUDA and wgpu;
-# they build and link without a CUDA toolkit or a GPU) and dit-web's own wgpu kernels. Cargo unifies
+# they build and link without a CUDA toolkit or a GPU), its MPI feature (several machines, tested
+# as two ranks of `mpirun` on this one) and dit-web's own wgpu kernels. Cargo unifies
 # features over the packages it builds, so a stage that named fewer would build burn a second time
 # with another feature set; with the same set, the lint is the build (clippy-driver), the CUDA code
 # is linted where it compiles, and the wgpu kernels' tests reuse the unit stage's binaries.
-NATIVE_FEATURES := trainer/cuda,trainer/wgpu,dit-web/wgpu
+NATIVE_FEATURES := trainer/cuda,trainer/wgpu,trainer/mpi,dit-web/wgpu
 lint:
 	$(CARGO) fmt --all -- --check
 
 # The wgpu kernels' tests run here too (they need lavapipe, below); `make wgpu` runs them alone.
-unit: setup-lavapipe
+unit: setup-lavapipe setup-mpi
 	$(LINTED) $(CARGO) test --workspace --all-targets --features $(NATIVE_FEATURES) --no-run
 	$(LINTED) $(CARGO) test --workspace --features $(NATIVE_FEATURES)
 
@@ -63,13 +64,21 @@ unit: setup-lavapipe
 # burn-ndarray, natively on Mesa's lavapipe: a Vulkan driver that runs on the CPU (Debian's
 # mesa-vulkan-drivers; installed when run as root).
 LAVAPIPE := /usr/share/vulkan/icd.d/lvp_icd.x86_64.json
-wgpu: setup-lavapipe
+wgpu: setup-lavapipe setup-mpi
 	$(LINTED) $(CARGO) test --workspace --features $(NATIVE_FEATURES) --test wgpu_kernels
 
 setup-lavapipe:
 	@test -e $(LAVAPIPE) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; } || \
 		{ echo "Vulkan on the CPU is missing: install Debian's 'mesa-vulkan-drivers' and 'libvulkan1'"; exit 1; }
+
+# Open MPI (the launcher, and the headers the `mpi` crate binds to) and libclang (which its
+# bindings are generated with): Debian's packages, installed when run as root.
+setup-mpi:
+	@{ command -v mpirun && command -v mpicc && ls /usr/lib/llvm-*/lib/libclang.so; } >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends openmpi-bin libopenmpi-dev libclang-dev >/dev/null; } || \
+		{ echo "Open MPI or libclang is missing: install Debian's 'openmpi-bin', 'libopenmpi-dev' and 'libclang-dev'"; exit 1; }
 
 # The GPU trainer (release): builds and links without a CUDA toolkit (the driver is loaded at
 # run time). Copy target/release/trainer to the GPU machine; see docs/gpu.md.

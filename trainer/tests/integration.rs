@@ -13,6 +13,9 @@ mod download;
 mod folder;
 mod generate;
 mod import_torch;
+// Several machines under `mpirun` (a build with MPI).
+#[cfg(feature = "mpi")]
+mod machines;
 mod parallel;
 mod reference;
 mod train;

@@ -1,7 +1,7 @@
 //! Data-parallel training on burn-flex devices (as burn-collective's own tests run): 2 devices of
 //! 4 images take the steps 1 device of 8 takes, a resume in the middle continues exactly, micro-
-//! batches compose with it, a failing device stops the run with a message, and two processes
-//! joined by the orchestrator train as one.
+//! batches compose with it, and a failing device stops the run with a message (several machines:
+//! `machines.rs`).
 
 use crate::common;
 
@@ -94,7 +94,7 @@ fn close(a: f64, b: f64, what: &str) {
 }
 
 /// Loss and gradient norm of every step, and every weight of the latest checkpoint, agree.
-fn assert_same_run(one: &Path, many: &Path) {
+pub fn assert_same_run(one: &Path, many: &Path) {
     let (a, b): (Vec<MetricsRow>, Vec<MetricsRow>) = (
         read(&one.join("metrics.jsonl")).unwrap(),
         read(&many.join("metrics.jsonl")).unwrap(),

@@ -2,6 +2,7 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args as ClapArgs;
 use dit_web::Preset;
@@ -9,7 +10,7 @@ use trainer::backend::BackendChoice;
 use trainer::run_dir::RunDir;
 use trainer::train::config::{RunConfig, TrainConfig};
 use trainer::train::lr::{Decay, LrSchedule};
-use trainer::train::parallel::Topology;
+use trainer::train::parallel::{Launch, Topology, DEFAULT_PATIENCE};
 use trainer::train::signal::StopFlag;
 use trainer::train::Job;
 
@@ -112,7 +113,8 @@ pub struct Args {
     parallel: ParallelArgs,
 }
 
-/// Data-parallel training: several devices, and several machines.
+/// Data-parallel training: several devices, and several machines (each started by an MPI
+/// launcher: `mpirun -np N trainer train ...`, or `srun` in a Slurm job; MPI gives each its rank).
 #[derive(ClapArgs)]
 struct ParallelArgs {
     /// Train on this many devices at once: every batch (--batch-size, the whole batch) is cut
@@ -128,29 +130,27 @@ struct ParallelArgs {
         conflicts_with = "devices"
     )]
     device_ids: Vec<usize>,
-    /// Machines taking part; each runs the same command with its own --node-rank and the same
-    /// --master.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    nodes: u32,
-    /// This machine's rank, 0..nodes; rank 0 writes the run folder.
-    #[arg(long, default_value_t = 0)]
-    node_rank: u32,
-    /// Where machine 0 listens for the others, HOST:PORT (on machine 0: an address of its own).
-    #[arg(long, value_name = "HOST:PORT")]
-    master: Option<String>,
+    /// With several machines (started by `mpirun` or `srun`, in a build with `--features mpi`):
+    /// how long a machine waits at a sum for the others before it ends the whole job with a
+    /// message (a machine that hangs rather than dies; one that dies ends the job at once).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    peer_timeout: Option<f64>,
 }
 
 impl ParallelArgs {
-    fn topology(&self) -> Topology {
+    /// This machine's devices, and the machines MPI reports when a launcher started the run.
+    fn topology(&self, launch: Option<&Launch>) -> Topology {
         let devices = match (&self.device_ids[..], self.devices) {
             ([], n) => (0..n.unwrap_or(1)).collect(),
             (ids, _) => ids.to_vec(),
         };
+        let (nodes, rank) = launch.map_or((1, 0), |l| l.nodes_and_rank());
+        let patience = self.peer_timeout.map(Duration::from_secs_f64);
         Topology {
             devices,
-            nodes: self.nodes,
-            rank: self.node_rank,
-            master: self.master.clone(),
+            nodes,
+            rank,
+            patience: patience.unwrap_or(DEFAULT_PATIENCE),
         }
     }
 }
@@ -196,6 +196,18 @@ pub struct Stopped {
 }
 
 pub fn run(args: Args) -> Result {
+    // MPI for the length of the run, when a launcher started it (finalised when dropped).
+    let launch = Launch::from_env()?;
+    let result = train(args, launch.as_ref());
+    match (&launch, &result) {
+        // One rank's error ends every rank (a rank that returned alone would leave the others
+        // waiting at their next sum); a stop on a signal is agreed by all and ends each.
+        (Some(launch), Err(e)) if !e.is::<Stopped>() => launch.abort(&e.to_string()),
+        _ => result,
+    }
+}
+
+fn train(args: Args, launch: Option<&Launch>) -> Result {
     let preset = args.model.resolve("mnist-cpu")?;
     let mut config = RunConfig::new(&preset, args.config(&preset));
     if trainer::data::is_image_folder(&args.data) {
@@ -224,7 +236,7 @@ pub fn run(args: Args) -> Result {
     let stop = StopFlag::on_signals()?;
     let job = Job::open(config, &args.data, run)?
         .resuming(args.resume)
-        .on(args.parallel.topology());
+        .on(args.parallel.topology(launch));
     let outcome = job.run(args.backend, |row| {
         bar.set_position(row.step);
         bar.set_message(format!(

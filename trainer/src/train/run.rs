@@ -16,7 +16,7 @@ use super::error::TrainError;
 use super::grids::sample_grid;
 use super::job::Job;
 use super::monitor::Monitor;
-use super::parallel::Replicas;
+use super::parallel::{Fingerprint, Replicas};
 use super::plan::{record_budgeted_steps, Cadence, Plan};
 use super::start::{start, Follower, Start};
 use super::step::HostBatch;
@@ -124,8 +124,16 @@ fn train_loop<B: AutodiffBackend, D: Dataset>(
     // so do the other devices' workers.
     std::thread::scope(|scope| {
         let mut loader = Prefetcher::spawn(scope, Loader::resume(&job.data, state.loader), n, 2);
-        let mut replicas =
-            Replicas::start(scope, topology, job.fault, &follower, &devices, config)?;
+        let fingerprint = Fingerprint::of(run_config, state.step, devices.len(), job.data.len());
+        let mut replicas = Replicas::start(
+            scope,
+            topology,
+            job.fault,
+            &follower,
+            &devices,
+            config,
+            &fingerprint,
+        )?;
         model = replicas.join(model)?;
         let mut stopped = false;
         while state.step < plan.total {

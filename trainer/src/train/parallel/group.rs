@@ -9,9 +9,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_collective::{finish_collective, register, reset_collective, CollectiveConfig, PeerId};
 use dit_web::Dit;
 
-use super::mesh::Mesh;
+use super::fingerprint::Fingerprint;
+use super::machines::Machines;
 use super::reduce::{agree, step_slice, sync_weights, Reducer};
 use super::topology::Topology;
+use crate::train::config::TrainConfig;
 use crate::train::step::{HostBatch, StepStats};
 
 /// A device made to fail, for tests of the failure path: local device `device` (not the leader)
@@ -51,8 +53,8 @@ pub struct Group<'a> {
     /// the leader ends the run early (an error), so their threads end too.
     reset: fn(),
     finished: bool,
-    /// The links to the other machines (multi-machine runs).
-    mesh: Option<Mesh>,
+    /// The sums across machines (multi-machine runs).
+    machines: Option<Machines>,
     _guard: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -64,17 +66,19 @@ pub trait Replica<B: AutodiffBackend>: Sync {
 }
 
 impl<'a> Group<'a> {
-    /// Registers this thread's device as peer `topology.peer(0)` and starts one follower thread
-    /// per other device in `scope`, each with a replica from `replica`. Every replica then takes
-    /// the leader's weights ([`sync_weights`]), so all start equal.
+    /// With several machines, first joins them and checks that every one runs the job
+    /// `fingerprint` describes. Then registers this thread's device as peer `topology.peer(0)`
+    /// and starts one follower thread per other device in `scope`, each with a replica from
+    /// `replica`. Every replica then takes the leader's weights ([`sync_weights`]), so all start
+    /// equal.
     pub fn start<'scope, 'env, B, R>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         topology: &'a Topology,
         fault: Option<Fault>,
         replica: &'env R,
         devices: Vec<B::Device>,
-        grad_clip: Option<f64>,
-        micro: usize,
+        config: &TrainConfig,
+        fingerprint: &Fingerprint,
     ) -> Result<Self, String>
     where
         B: AutodiffBackend,
@@ -82,6 +86,15 @@ impl<'a> Group<'a> {
         'a: 'scope,
     {
         let guard = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
+        let machines = match topology.nodes {
+            1 => None,
+            _ => {
+                let mut machines = Machines::join(topology.patience)?;
+                machines.check_same(fingerprint)?;
+                Some(machines)
+            }
+        };
+        let (grad_clip, micro) = (config.grad_clip, config.micro_batch);
         let config = topology.config();
         let nodes = topology.nodes;
         let (fail, failed) = channel();
@@ -111,22 +124,15 @@ impl<'a> Group<'a> {
                 let _ = fail.send(format!("device {local}: {error}"));
             });
         }
-        let mut group = Self {
+        Ok(Self {
             topology,
             orders,
             failed,
             reset: reset_collective::<B::InnerBackend>,
             finished: false,
-            mesh: None,
+            machines,
             _guard: guard,
-        };
-        if nodes > 1 {
-            let master = topology.master.as_deref().unwrap_or_default();
-            let mesh = Mesh::join(master, nodes, topology.rank)
-                .map_err(|e| format!("joining the other machines at {master}: {e}"))?;
-            group.mesh = Some(mesh);
-        }
-        Ok(group)
+        })
     }
 
     /// Registers the leader's own device and brings `model` to the leader's weights everywhere.
@@ -143,12 +149,12 @@ impl<'a> Group<'a> {
         synced.map_err(|e| self.why(e))
     }
 
-    /// How this thread sums over the whole run (its mesh, when there are other machines).
+    /// How this thread sums over the whole run (across machines too, when there are several).
     fn reducer(&mut self) -> Reducer<'_> {
         Reducer {
             peer: self.topology.peer(0),
             nodes: self.topology.nodes,
-            mesh: self.mesh.as_mut(),
+            machines: self.machines.as_mut(),
         }
     }
 
@@ -268,7 +274,7 @@ fn follow<B: AutodiffBackend, R: Replica<B>>(
     let mut sum = Reducer {
         peer,
         nodes: work.nodes,
-        mesh: None,
+        machines: None,
     };
     let mut model = sync_weights(&mut sum, model)?;
     let mut steps = 0;

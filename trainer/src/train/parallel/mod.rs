@@ -6,23 +6,27 @@
 //! AdamW on the same numbers, so the replicas stay equal. The leader (peer 0) keeps the EMA,
 //! reads metrics back, draws sample grids and writes checkpoints.
 //!
-//! Several machines: each runs the same command with its rank and the address of machine 0. A sum
-//! is then burn-collective's all-reduce over the machine's devices, the machines' totals summed
-//! over TCP by their leaders ([`mesh`]), and the result handed back to every device by a
-//! second local all-reduce to which only the leader gives numbers. Each machine draws the whole
-//! batch itself (same seed, same data order) and keeps its devices' slices; machine 0 writes the
-//! run folder.
+//! Several machines: an MPI launcher (`mpirun`, `srun`) starts the same command on each, and MPI
+//! gives each its rank ([`Launch`]). Before the first step every rank checks that all run the
+//! same job ([`Fingerprint`]). A sum is then burn-collective's all-reduce over the machine's
+//! devices, the machines' totals summed by their leaders with `MPI_Allreduce` ([`machines`]),
+//! and the result handed back to every device by a second local all-reduce to which only the
+//! leader gives numbers. Each machine draws the whole batch itself (same seed, same data order)
+//! and keeps its devices' slices; machine 0 writes the run folder.
 //!
 //! At every read-back of the metrics the peers also agree, with one small all-reduce, on whether to
 //! stop (Ctrl-C on any node, or the leader's decision) and on the schedule's length (a time
 //! budget is fitted on the leader), so they stop at the same step.
 
+mod fingerprint;
 mod group;
-mod mesh;
+mod machines;
 mod reduce;
 mod replicas;
 mod topology;
 
+pub use fingerprint::Fingerprint;
 pub use group::{Fault, Group, Replica};
+pub use machines::{Launch, DEFAULT_PATIENCE};
 pub(super) use replicas::Replicas;
 pub use topology::Topology;

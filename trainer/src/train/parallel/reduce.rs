@@ -8,19 +8,19 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn_collective::{all_reduce, PeerId, ReduceOperation};
 use dit_web::Dit;
 
-use super::mesh::Mesh;
+use super::machines::Machines;
 use crate::train::grads::{flatten, param_ids, unflatten};
 use crate::train::step::{clip_global_norm, slice_gradients, HostBatch, StepStats};
 
 /// How a peer sums over the whole run: burn-collective's all-reduce over this machine's devices,
-/// then, with several machines, the machines' totals over the leader's mesh, handed back to every
+/// then, with several machines, the machines' totals summed by MPI, handed back to every
 /// device by a second all-reduce to which only the leader gives numbers (a sum with zeros is
 /// exact).
 pub(super) struct Reducer<'m> {
     pub peer: PeerId,
     pub nodes: u32,
-    /// The leader's links to the other machines; `None` on followers.
-    pub mesh: Option<&'m mut Mesh>,
+    /// The leader's side of the sums across machines; `None` on followers.
+    pub machines: Option<&'m mut Machines>,
 }
 
 impl Reducer<'_> {
@@ -34,15 +34,16 @@ impl Reducer<'_> {
         if self.nodes == 1 {
             return Ok(local);
         }
-        let mine = match self.mesh.as_mut() {
-            Some(mesh) => {
+        let mine = match self.machines.as_mut() {
+            Some(machines) => {
                 let device = local.device();
                 let mut values = local
                     .into_data()
                     .convert::<f32>()
                     .into_vec::<f32>()
                     .map_err(|e| format!("{e:?}"))?;
-                mesh.sum(&mut values)
+                machines
+                    .sum(&mut values)
                     .map_err(|e| format!("summing across machines: {e}"))?;
                 let n = values.len();
                 Tensor::from_data(TensorData::new(values, [n]), &device)

@@ -3,6 +3,7 @@
 use burn::tensor::backend::AutodiffBackend;
 use dit_web::Dit;
 
+use super::fingerprint::Fingerprint;
 use super::group::{Fault, Group, Replica};
 use super::topology::Topology;
 use crate::train::config::TrainConfig;
@@ -26,6 +27,7 @@ impl<'a, B: AutodiffBackend> Replicas<'a, B> {
         follower: &'env R,
         devices: &[B::Device],
         config: &TrainConfig,
+        fingerprint: &Fingerprint,
     ) -> Result<Self, TrainError>
     where
         'a: 'scope,
@@ -39,8 +41,8 @@ impl<'a, B: AutodiffBackend> Replicas<'a, B> {
                     fault,
                     follower,
                     devices.to_vec(),
-                    config.grad_clip,
-                    config.micro_batch,
+                    config,
+                    fingerprint,
                 )
                 .map_err(TrainError::Parallel)?,
             ),

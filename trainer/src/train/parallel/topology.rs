@@ -1,7 +1,11 @@
 //! Where a run's devices are: this machine's, and how many machines take part.
 
+use std::time::Duration;
+
 use burn_collective::{CollectiveConfig, PeerId};
 use serde::{Deserialize, Serialize};
+
+use super::machines::DEFAULT_PATIENCE;
 
 /// Where a run's devices are: how many on this machine, and across how many machines.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -11,10 +15,11 @@ pub struct Topology {
     pub devices: Vec<usize>,
     /// Machines taking part (1: this one only).
     pub nodes: u32,
-    /// This machine's rank among them (0 writes the run folder).
+    /// This machine's rank among them (0 writes the run folder). With several machines, both
+    /// come from MPI ([`super::Launch`]).
     pub rank: u32,
-    /// `host:port` where machine 0 listens for the others, when `nodes` > 1.
-    pub master: Option<String>,
+    /// How long a machine waits at a sum for the others before it ends the job.
+    pub patience: Duration,
 }
 
 impl Default for Topology {
@@ -23,7 +28,7 @@ impl Default for Topology {
             devices: vec![0],
             nodes: 1,
             rank: 0,
-            master: None,
+            patience: DEFAULT_PATIENCE,
         }
     }
 }
@@ -50,7 +55,7 @@ impl Topology {
     }
 
     /// Refuses what cannot run: no devices, other than `given` devices to run on, a rank outside
-    /// the nodes, several nodes without the addresses, a batch smaller than the peers.
+    /// the nodes, a batch smaller than the peers.
     pub fn check(&self, batch: usize, given: usize) -> Result<(), String> {
         if self.devices.is_empty() {
             return Err("--devices: give at least one device".into());
@@ -63,12 +68,9 @@ impl Topology {
         }
         if self.nodes == 0 || self.rank >= self.nodes {
             return Err(format!(
-                "--node-rank {} is not one of {} nodes",
+                "rank {} is not one of {} machines",
                 self.rank, self.nodes
             ));
-        }
-        if self.nodes > 1 && self.master.is_none() {
-            return Err("several machines need --master HOST:PORT (machine 0's address)".into());
         }
         if batch < self.world() {
             return Err(format!(
@@ -86,7 +88,7 @@ impl Topology {
         k * n / w..(k + 1) * n / w
     }
 
-    /// The collective of this machine's devices (machines are joined by [`super::mesh`]).
+    /// The collective of this machine's devices (machines are joined by [`super::machines`]).
     pub(super) fn config(&self) -> CollectiveConfig {
         CollectiveConfig::default().with_num_devices(self.devices.len())
     }
@@ -108,7 +110,7 @@ mod tests {
             devices: vec![0, 1],
             nodes: 2,
             rank: 1,
-            master: Some("a:1".into()),
+            ..Default::default()
         };
         assert_eq!(two.world(), 4);
         assert_eq!(two.peer(1), PeerId(3));
