@@ -19,7 +19,7 @@
 use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
 
-use super::flex_math::{gelu, simd128, softmax, sum_by, widest};
+use super::flex_math::{simd128, softmax, sum_by, widest, Gelu};
 
 /// A contiguous f32 tensor's dims and values.
 pub(super) fn contiguous(t: &FlexTensor) -> Option<(&[usize], &[f32])> {
@@ -480,13 +480,7 @@ pub(crate) fn gelu_in_place(mut t: FlexTensor) -> Result<FlexTensor, FlexTensor>
     let Some(values) = t.try_storage_mut::<f32>() else {
         return Err(t);
     };
-    let pass = |values: &mut [f32]| {
-        widest(|| {
-            for x in simd128::gelu_in_place(values) {
-                *x = gelu(*x);
-            }
-        })
-    };
+    let pass = |values: &mut [f32]| widest(Gelu(simd128::gelu_in_place(values)));
     // Natively on rayon's threads in pieces of 16 Ki values (whole groups of four, so the same
     // values take the same path as in one pass); in the browser one pass.
     #[cfg(not(target_arch = "wasm32"))]

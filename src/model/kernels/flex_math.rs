@@ -31,35 +31,65 @@ pub(super) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail.iter().map(|v| f(*v)).sum::<f32>()
 }
 
-/// Runs `f` compiled for the widest vector instructions the CPU has (natively on x86-64:
+/// Runs `pass` compiled for the widest vector instructions the CPU has (natively on x86-64:
 /// AVX-512 or AVX2, asked at run time; elsewhere as it is). The floats are the same whichever
 /// runs: Rust never fuses a multiply and an add unless told to.
 #[inline(always)]
-pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn widest<P: Pass>(pass: P) -> P::Out {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512(f) };
+            return unsafe { avx512(pass) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(f) };
+            return unsafe { avx2(pass) };
         }
     }
-    f()
+    pass.run()
+}
+
+/// Work for [`widest`]. Its copies for AVX-512 and AVX2 hold the work itself only where `run` is
+/// inlined into them: a closure is, when the compiler judges it small enough, but a loop of GELUs
+/// was not (both copies called the closure, compiled for SSE2). The element-wise passes are
+/// therefore types whose `run` is `#[inline(always)]`.
+pub(super) trait Pass {
+    type Out;
+    fn run(self) -> Self::Out;
+}
+
+impl<R, F: FnOnce() -> R> Pass for F {
+    type Out = R;
+    #[inline(always)]
+    fn run(self) -> R {
+        self()
+    }
+}
+
+/// GELU, `x Phi(x)`, in place.
+pub(super) struct Gelu<'a>(pub(super) &'a mut [f32]);
+
+impl Pass for Gelu<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        for v in self.0 {
+            *v = gelu(*v);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
+unsafe fn avx512<P: Pass>(pass: P) -> P::Out {
+    pass.run()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+unsafe fn avx2<P: Pass>(pass: P) -> P::Out {
+    pass.run()
 }
 
 /// `sum(a * b)` in eight lanes, like [`sum_by`] (training's backward passes).

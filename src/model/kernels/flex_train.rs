@@ -19,7 +19,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use super::flex::{self, contiguous, matmul, norm_modulate_sample, tensor, Heads, Matrix, Read};
-use super::flex_math::{dot, erf, exp, gelu, sum_by, widest};
+use super::flex_math::{dot, erf, exp, sum_by, widest, Gelu, Pass};
 
 /// The trainer's CPU training backend.
 pub(crate) type Train = burn_autodiff::Autodiff<Flex>;
@@ -328,23 +328,30 @@ impl Backward<Flex, 1> for GeluBackward {
 
 #[inline(never)]
 fn gelu_forward(values: &mut [f32]) {
-    widest(|| {
-        for v in values {
-            *v = gelu(*v);
-        }
-    })
+    widest(Gelu(values))
+}
+
+#[inline(never)]
+fn gelu_backward(grad: &mut [f32], x: &[f32]) {
+    widest(GeluGradient { grad, x })
 }
 
 /// `grad *= d/dx x Phi(x) = Phi(x) + x phi(x)`, `phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`.
-#[inline(never)]
-fn gelu_backward(grad: &mut [f32], x: &[f32]) {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
-    widest(|| {
-        for (g, &x) in grad.iter_mut().zip(x) {
+struct GeluGradient<'a> {
+    grad: &'a mut [f32],
+    x: &'a [f32],
+}
+
+impl Pass for GeluGradient<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for (g, &x) in self.grad.iter_mut().zip(self.x) {
             let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
             *g *= cdf + x * INV_SQRT_2PI * exp(-0.5 * x * x);
         }
-    })
+    }
 }
 
 /// Sample `s`'s gradients of `q`, `k` and `v` (`[dq, dk, dv]`, its rows of each) from the output's
