@@ -14,9 +14,9 @@ const TIMEOUT = 600_000;
 // pipelines) before growth is judged, and how many at the end must hold the memory still. On the
 // CPU the weights live in the wasm memory, whose allocator grows in steps of about a tenth until
 // its working set is reached: 78, 97, ..., 97, 106 MB, then 106 MB through round 18. Where that
-// last step falls moves from run to run (round 7 in one run, round 11 in another), so after
-// warming up one more step is allowed, and the last four rounds must not grow at all; a leak grows
-// every round. On WebGPU the weights live on the device and the wasm memory holds still from
+// last step falls moves with the module and the sizes the allocator is asked for (round 7 with one
+// build, round 11 with another), so after warming up one more step is allowed, and the last four
+// rounds must not grow at all; a leak grows every round. On WebGPU the weights live on the device and the wasm memory holds still from
 // round 1. SOAK_ROUNDS= runs more.
 const PLAN = {
   cpu: { rounds: Number(process.env.SOAK_ROUNDS) || 18, warm: 7, still: 4, step: 1.1 },
