@@ -95,14 +95,14 @@ impl<'a> Group<'a> {
             }
         };
         let (grad_clip, micro) = (config.grad_clip, config.micro_batch);
-        let config = topology.config();
+        let collective = topology.config();
         let nodes = topology.nodes;
         let (fail, failed) = channel();
         let mut orders = Vec::new();
         for (local, device) in devices.into_iter().enumerate().skip(1) {
             let (send, receive) = channel();
             orders.push(send);
-            let (config, fail, peer) = (config.clone(), fail.clone(), topology.peer(local));
+            let (collective, fail, peer) = (collective.clone(), fail.clone(), topology.peer(local));
             let fault = fault.filter(|f| f.device == local).map(|f| f.step);
             scope.spawn(move || {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -112,7 +112,7 @@ impl<'a> Group<'a> {
                         fault,
                         nodes,
                     };
-                    follow::<B, R>(replica, peer, device, config, receive, work)
+                    follow::<B, R>(replica, peer, device, collective, receive, work)
                 }));
                 let error = match outcome {
                     Ok(Ok(())) => return,
