@@ -1,6 +1,6 @@
 //! The `trainer` binary end to end on tiny data: train -> checkpoint -> resume -> export -> generate.
 
-use crate::common;
+use crate::common::{self, ok};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,16 +10,6 @@ fn trainer(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("trainer runs")
-}
-
-fn ok(out: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "trainer failed:\n{text}");
-    text
 }
 
 fn files(dir: &Path) -> Vec<String> {

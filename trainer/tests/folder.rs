@@ -121,9 +121,7 @@ fn run(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    (out.status.success(), crate::common::output_text(&out))
 }
 
 #[test]

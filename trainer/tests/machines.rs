@@ -5,7 +5,7 @@
 //!
 //! Needs Open MPI's `mpirun` on the PATH (`make test` installs it).
 
-use crate::common;
+use crate::common::{self, ok, output_text};
 use crate::parallel::assert_same_run;
 
 use std::path::{Path, PathBuf};
@@ -70,20 +70,6 @@ fn two_ranks(args: &[String]) -> Output {
         .args(args)
         .output()
         .expect("mpirun runs (Open MPI installed?)")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: Output) -> String {
-    let text = text(&out);
-    assert!(out.status.success(), "failed:\n{text}");
-    text
 }
 
 fn one_process(args: &[String]) {
@@ -153,7 +139,7 @@ fn a_rank_started_with_another_network_is_refused() {
         .args(&other)
         .output()
         .unwrap();
-    let text = text(&out);
+    let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("rank 1 runs another network"),
@@ -247,7 +233,7 @@ fn assert_last_checkpoint_whole(run: &Path) {
 #[test]
 fn a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays_whole() {
     let (out, took, _work, run) = harm_rank_one("-KILL", &[]);
-    let text = text(&out);
+    let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("rank 1"),
@@ -260,7 +246,7 @@ fn a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays_whole() {
 #[test]
 fn a_rank_that_hangs_ends_the_job_after_the_peer_timeout() {
     let (out, took, _work, run) = harm_rank_one("-STOP", &["--peer-timeout", "2"]);
-    let text = text(&out);
+    let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("rank 0 waited 2 s for the other machines"),

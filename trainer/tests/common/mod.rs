@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::process::Output;
 
 use dit_web::diffusion::NoiseRng;
 use trainer::train::config::TrainConfig;
@@ -112,4 +113,20 @@ pub fn tiny_config(steps: u64) -> TrainConfig {
         time_budget: None,
         read_every: 1,
     }
+}
+
+/// A finished command's stdout and stderr, in that order.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The text of a command that must have succeeded (the test fails with it otherwise).
+pub fn ok(out: Output) -> String {
+    let text = output_text(&out);
+    assert!(out.status.success(), "the command failed:\n{text}");
+    text
 }
